@@ -27,3 +27,8 @@ class UnknownNameError(CostModelError):
 
 class WorkloadFileError(CostModelError):
     """A Timeloop problem file that cannot be read as a CNN-layer workload."""
+
+
+class MappingError(CostModelError):
+    """A mapping that cannot run on the target (buffer overflow, fan-out, unmet constraint), or a
+    workload for which no legal mapping exists. The message says why."""
