@@ -1,0 +1,207 @@
+"""`costmodel build`: price every layer and candidate of a network on a target.
+
+Each unique workload is mapped and evaluated once; layers and candidates then add up their
+sub-convolutions. The result is a latency LUT (one row per layer x candidate, plus the original
+layer) and a network summary.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable, Iterable, Iterator
+
+from . import __version__
+from .candidates import Form, LayerCandidates, Tucker2Candidate
+from .errors import MappingError
+from .io_utils import atomic_write_text
+from .spec import ArchSpec, load_spec
+from .workloads import NetworkWorkloads, Workload, WorkloadUse, layer_workloads, subconv_workloads
+
+BACKEND = "builtin"
+MAX_SUBCONVS = 3
+
+
+@dataclass(frozen=True)
+class WorkloadCost:
+    """What a sweep keeps of one workload's evaluation."""
+
+    key: str
+    cycles: int
+    energy_pj: float
+    utilization: float
+    mapping: str            # compact loop-nest string
+
+
+@dataclass(frozen=True)
+class WorkloadFailure:
+    key: str
+    workload: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class SubconvCost:
+    key: str
+    count: int
+    cycles: int
+    energy_pj: float
+
+
+@dataclass(frozen=True)
+class LUTRow:
+    layer: str
+    form: str
+    r1: int
+    r2: int
+    macs: int
+    params: int
+    subconvs: tuple[SubconvCost, ...]
+    cycles: int
+    energy_pj: float
+    latency_s: float
+
+
+@dataclass(frozen=True)
+class LUT:
+    network: str
+    arch: str
+    spec_hash: str
+    backend: str
+    clock_hz: float
+    rows: tuple[LUTRow, ...]
+    failures: tuple[WorkloadFailure, ...]
+
+
+def evaluate_workload(workload: Workload, spec: ArchSpec) -> WorkloadCost | WorkloadFailure:
+    from .mapper import find_mapping
+    try:
+        result = find_mapping(workload, spec)
+    except MappingError as exc:
+        return WorkloadFailure(workload.key, workload.name, str(exc))
+    ev = result.evaluation
+    return WorkloadCost(workload.key, ev.cycles, ev.energy_pj, ev.utilization, result.mapping.compact())
+
+
+def _evaluate_in_worker(args: tuple[Workload, str]) -> WorkloadCost | WorkloadFailure:
+    workload, spec_folder = args
+    return evaluate_workload(workload, _worker_spec(spec_folder))
+
+
+_SPECS: dict[str, ArchSpec] = {}
+
+
+def _worker_spec(folder: str) -> ArchSpec:
+    if folder not in _SPECS:
+        _SPECS[folder] = load_spec(folder)
+    return _SPECS[folder]
+
+
+def evaluate_all(workloads: Iterable[Workload], spec: ArchSpec, jobs: int = 1
+                 ) -> Iterator[WorkloadCost | WorkloadFailure]:
+    """Evaluate workloads, yielding results as they finish (in input order)."""
+    items = list(workloads)
+    if jobs <= 1 or len(items) < 2:
+        for workload in items:
+            yield evaluate_workload(workload, spec)
+        return
+    with ProcessPoolExecutor(max_workers=jobs) as pool:
+        yield from pool.map(_evaluate_in_worker, [(w, str(spec.folder)) for w in items], chunksize=4)
+
+
+def _row(layer_name: str, form: Form, r1: int, r2: int, macs: int, params: int, uses: tuple[WorkloadUse, ...],
+         costs: dict[str, WorkloadCost], clock_hz: float) -> LUTRow | None:
+    if any(u.workload.key not in costs for u in uses):
+        return None
+    subs = tuple(SubconvCost(u.workload.key, u.count, u.count * costs[u.workload.key].cycles,
+                             u.count * costs[u.workload.key].energy_pj) for u in uses)
+    cycles = sum(s.cycles for s in subs)
+    return LUTRow(layer_name, form.value, r1, r2, macs, params, subs, cycles, sum(s.energy_pj for s in subs),
+                  cycles / clock_hz)
+
+
+def assemble_lut(network: str, layers: tuple[LayerCandidates, ...], spec: ArchSpec,
+                 results: dict[str, WorkloadCost | WorkloadFailure]) -> LUT:
+    costs = {k: v for k, v in results.items() if isinstance(v, WorkloadCost)}
+    rows: list[LUTRow] = []
+    for lc in layers:
+        original = _row(lc.layer.name, Form.ORIGINAL, lc.layer.out_channels, lc.layer.in_channels, lc.layer.macs,
+                        lc.layer.params, layer_workloads(lc.layer), costs, spec.clock_hz)
+        candidates: list[Tucker2Candidate] = list(lc.candidates)
+        rows.extend(r for r in [original, *(
+            _row(lc.layer.name, c.form, c.r1, c.r2, c.macs, c.params, subconv_workloads(c), costs, spec.clock_hz)
+            for c in candidates)] if r is not None)
+    failures = tuple(v for v in results.values() if isinstance(v, WorkloadFailure))
+    return LUT(network, spec.name, spec.content_hash, BACKEND, spec.clock_hz, tuple(rows), failures)
+
+
+def build_lut(network: str, workloads: NetworkWorkloads, spec: ArchSpec, jobs: int = 1,
+              progress: Callable[[int, int], None] | None = None) -> LUT:
+    results: dict[str, WorkloadCost | WorkloadFailure] = {}
+    todo = list(workloads.unique.values())
+    for done, result in enumerate(evaluate_all(todo, spec, jobs), start=1):
+        results[result.key] = result
+        if progress:
+            progress(done, len(todo))
+    return assemble_lut(network, workloads.layers, spec, results)
+
+
+CSV_COLUMNS = (["network", "arch", "layer", "form", "r1", "r2", "macs", "params"]
+               + [f"sub{i}_{f}" for i in range(1, MAX_SUBCONVS + 1) for f in ("cycles", "energy_pj")]
+               + ["cycles", "energy_pj", "latency_s", "original_cycles", "original_energy_pj", "speedup"])
+
+
+def lut_csv(lut: LUT) -> str:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(CSV_COLUMNS)
+    originals = {r.layer: r for r in lut.rows if r.form == Form.ORIGINAL.value}
+    for row in lut.rows:
+        subs: list[object] = []
+        for i in range(MAX_SUBCONVS):
+            subs += [row.subconvs[i].cycles, f"{row.subconvs[i].energy_pj:.1f}"] if i < len(row.subconvs) and \
+                row.form != Form.ORIGINAL.value else ["", ""]
+        original = originals[row.layer]
+        writer.writerow([lut.network, lut.arch, row.layer, row.form, row.r1, row.r2, row.macs, row.params, *subs,
+                         row.cycles, f"{row.energy_pj:.1f}", f"{row.latency_s:.9g}", original.cycles,
+                         f"{original.energy_pj:.1f}", f"{original.cycles / row.cycles:.4f}"])
+    return buffer.getvalue()
+
+
+def lut_summary(lut: LUT) -> dict:
+    originals = [r for r in lut.rows if r.form == Form.ORIGINAL.value]
+    by_layer: dict[str, list[LUTRow]] = {}
+    for row in lut.rows:
+        by_layer.setdefault(row.layer, []).append(row)
+    fastest = [min(rows, key=lambda r: (r.cycles, r.energy_pj)) for rows in by_layer.values()]
+    cycles = sum(r.cycles for r in originals)
+    return {
+        "network": lut.network, "arch": lut.arch, "spec_hash": lut.spec_hash, "backend": lut.backend,
+        "toolkit_version": __version__, "clock_hz": lut.clock_hz,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "layers": len(originals), "rows": len(lut.rows),
+        "original": {"cycles": cycles, "latency_s": cycles / lut.clock_hz,
+                     "images_per_s": lut.clock_hz / cycles if cycles else None,
+                     "energy_pj": sum(r.energy_pj for r in originals), "macs": sum(r.macs for r in originals)},
+        "fastest_per_layer": {"cycles": sum(r.cycles for r in fastest),
+                              "macs": sum(r.macs for r in fastest)},
+        "failures": [asdict(f) for f in lut.failures],
+    }
+
+
+def write_lut(lut: LUT, out_dir: str | Path) -> tuple[Path, Path]:
+    out = Path(out_dir)
+    csv_path, summary_path = out / "lut.csv", out / "summary.json"
+    atomic_write_text(csv_path, lut_csv(lut))
+    atomic_write_text(summary_path, json.dumps(lut_summary(lut), indent=1) + "\n")
+    return csv_path, summary_path
+
+
+def default_jobs() -> int:
+    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1))

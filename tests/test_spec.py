@@ -1,0 +1,124 @@
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+
+from costmodels.errors import SpecError, UnknownNameError
+from costmodels.spec import SPECS_ROOT, available_targets, load_spec
+
+
+@pytest.fixture(scope="module")
+def eyeriss():
+    return load_spec("eyeriss")
+
+
+def test_eyeriss_hierarchy_matches_the_reference_design(eyeriss):
+    assert [level.name for level in eyeriss.storage] == ["psum_spad", "weights_spad", "ifmap_spad", "DummyBuffer",
+                                                        "shared_glb", "DRAM"]
+    sizes = {level.name: level.size_words for level in eyeriss.storage}
+    assert sizes == {"psum_spad": 16, "weights_spad": 192, "ifmap_spad": 12, "DummyBuffer": 16,
+                     "shared_glb": 65536, "DRAM": None}
+    assert (eyeriss.compute.instances, eyeriss.compute.mesh_x, eyeriss.compute.mesh_y) == (168, 14, 12)
+    glb = eyeriss.level("shared_glb")
+    assert (glb.block_size, glb.read_bandwidth, glb.write_bandwidth) == (4, 16, 16)
+    assert glb.keep == {"Inputs", "Outputs"} and glb.bypass == {"Weights"}
+    assert eyeriss.level("DummyBuffer").bypass == {"Inputs", "Outputs", "Weights"}
+
+
+def test_fanouts_give_a_14_by_12_array(eyeriss):
+    names = [level.name for level in eyeriss.storage]
+    assert eyeriss.fanout(names.index("shared_glb")) == (14, 1)
+    assert eyeriss.fanout(names.index("DummyBuffer")) == (1, 12)
+    assert eyeriss.fanout(names.index("psum_spad")) == (1, 1)
+
+
+def test_energy_table_charges_the_most_expensive_variant(eyeriss):
+    assert eyeriss.compute.mac_energy == 2.2
+    assert eyeriss.level("weights_spad").read_energy == 1.586
+    assert eyeriss.level("shared_glb").write_energy == 75.215
+    assert eyeriss.level("DRAM").read_energy == 512
+
+
+def test_constraints_are_parsed(eyeriss):
+    (spatial,) = eyeriss.constraints_for("DummyBuffer", "spatial")
+    assert spatial.split == 4 and spatial.permutation == tuple("NPQRSCM")
+    assert spatial.factor_map == {"N": 1, "P": 1, "Q": 1, "R": 1, "S": 0}
+    sources = {(c.target, c.source) for c in eyeriss.constraints_for("shared_glb", "temporal")}
+    assert sources == {("shared_glb", "mapspace")}
+    assert eyeriss.metrics == ("delay", "energy")
+    assert eyeriss.clock_hz == 200e6
+
+
+def test_available_and_unknown_targets():
+    assert "eyeriss" in available_targets()
+    with pytest.raises(UnknownNameError, match="available: .*eyeriss"):
+        load_spec("nosuch")
+
+
+@pytest.fixture
+def spec_copy(tmp_path):
+    folder = tmp_path / "eyeriss"
+    shutil.copytree(SPECS_ROOT / "eyeriss", folder)
+    return folder
+
+
+def edit(path: Path, change) -> None:
+    document = yaml.safe_load(path.read_text())
+    change(document)
+    path.write_text(yaml.safe_dump(document))
+
+
+def test_hash_changes_with_any_spec_file(spec_copy, eyeriss):
+    assert load_spec(spec_copy).content_hash == eyeriss.content_hash
+    edit(spec_copy / "ERT.yaml", lambda d: d["ERT"]["tables"][0]["actions"][0].update(energy=2.3))
+    assert load_spec(spec_copy).content_hash != eyeriss.content_hash
+
+
+GLB = ("architecture", "subtree", 0, "subtree", 0, "local", 0, "attributes")
+
+
+def _set(document, path, key, value):
+    node = document
+    for step in path:
+        node = node[step]
+    node[key] = value
+
+
+@pytest.mark.parametrize("file,change,field", [
+    ("target.yaml", lambda d: d["target"].pop("clock_hz"), "target.clock_hz"),
+    ("target.yaml", lambda d: d["target"].update(clock_hz=-1), "target.clock_hz"),
+    ("target.yaml", lambda d: d["target"]["files"].update(energy="missing.yaml"), "target.files.energy"),
+    ("arch/eyeriss_like.yaml", lambda d: _set(d, GLB, "memory_depth", "big"),
+     "architecture.subtree[0].subtree[0].local[0].attributes.memory_depth"),
+    ("arch/eyeriss_like.yaml", lambda d: d["architecture"].update(version=0.4), "architecture.version"),
+    ("constraints/eyeriss_like_arch_constraints.yaml",
+     lambda d: d["architecture_constraints"]["targets"][0].update(target="nolevel"),
+     "architecture_constraints.targets[0].target"),
+    ("constraints/eyeriss_like_arch_constraints.yaml",
+     lambda d: d["architecture_constraints"]["targets"][5].update(factors="N=1 Z=2"),
+     "architecture_constraints.targets[5].factors"),
+    ("constraints/eyeriss_like_arch_constraints.yaml",
+     lambda d: d["architecture_constraints"]["targets"][0].update(bypass=["Psums"]),
+     "architecture_constraints.targets[0].bypass"),
+    ("mapper/mapper.yaml", lambda d: d["mapper"].update({"optimization-metrics": ["speed"]}),
+     "mapper.optimization-metrics"),
+    ("ERT.yaml", lambda d: d["ERT"]["tables"][0]["actions"][0].update(energy="x"), "ERT.tables[0].actions[0].energy"),
+])
+def test_malformed_spec_names_file_and_field(spec_copy, file, change, field):
+    edit(spec_copy / file, change)
+    with pytest.raises(SpecError) as info:
+        load_spec(spec_copy)
+    assert info.value.file.endswith(file) and info.value.field == field
+
+
+def test_missing_energy_entry_is_reported(spec_copy):
+    edit(spec_copy / "ERT.yaml", lambda d: d["ERT"]["tables"].pop(3))  # ifmap_spad
+    with pytest.raises(SpecError, match="ifmap_spad.*no entry in the energy table"):
+        load_spec(spec_copy)
+
+
+def test_unreadable_yaml_is_reported(spec_copy):
+    (spec_copy / "mapper" / "mapper.yaml").write_text("mapper: [unclosed")
+    with pytest.raises(SpecError, match="mapper.yaml.*not valid YAML"):
+        load_spec(spec_copy)
