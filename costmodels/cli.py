@@ -162,9 +162,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
     print(f"energy     {evaluation.energy_pj / 1e6:.3f} uJ  ({evaluation.energy_per_mac_pj:.3f} pJ/MAC)")
     print(f"utilization {evaluation.utilization:.2%}\n")
     rows = [[level.name, f"{level.energy_pj / 1e6:.3f}", f"{level.energy_pj / workload.macs:.3f}",
-             ", ".join(f"{space}: cap {ds.utilized_capacity} r {ds.reads_per_instance} f {ds.fills_per_instance} "
-                       f"u {ds.updates_per_instance}" for space, ds in level.data_spaces.items())]
+             "; ".join(f"{ds.name}: cap {ds.utilized_capacity} x{ds.utilized_instances} reads {ds.reads} "
+                       f"fills {ds.fills} updates {ds.updates}" for ds in level.data_spaces) or "-"]
             for level in evaluation.levels]
+    rows.append(["MACs", f"{evaluation.mac_energy_pj / 1e6:.3f}", f"{evaluation.mac_energy_pj / workload.macs:.3f}",
+                 f"{workload.macs:,} MACs"])
     print(_table(rows, ["level", "energy uJ", "pJ/MAC", "per data space (per instance)"]))
     print("\nmapping (Timeloop map.yaml):")
     print(mapping_yaml(evaluation.mapping), end="")
