@@ -11,20 +11,21 @@ import csv
 import io
 import json
 import os
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Callable
 
 from . import __version__
 from .candidates import Form, LayerCandidates, Tucker2Candidate
-from .errors import MappingError
 from .io_utils import atomic_write_text
-from .spec import ArchSpec, load_spec
-from .workloads import NetworkWorkloads, Workload, WorkloadUse, layer_workloads, subconv_workloads
+from .spec import ArchSpec
+from .workloads import NetworkWorkloads, WorkloadUse, layer_workloads, subconv_workloads
 
-BACKEND = "builtin"
+if TYPE_CHECKING:
+    from .backends import Backend
+    from .cache import ResultsCache
+
 MAX_SUBCONVS = 3
 
 
@@ -74,45 +75,10 @@ class LUT:
     arch: str
     spec_hash: str
     backend: str
+    backend_version: str
     clock_hz: float
     rows: tuple[LUTRow, ...]
     failures: tuple[WorkloadFailure, ...]
-
-
-def evaluate_workload(workload: Workload, spec: ArchSpec) -> WorkloadCost | WorkloadFailure:
-    from .mapper import find_mapping
-    try:
-        result = find_mapping(workload, spec)
-    except MappingError as exc:
-        return WorkloadFailure(workload.key, workload.name, str(exc))
-    ev = result.evaluation
-    return WorkloadCost(workload.key, ev.cycles, ev.energy_pj, ev.utilization, result.mapping.compact())
-
-
-def _evaluate_in_worker(args: tuple[Workload, str]) -> WorkloadCost | WorkloadFailure:
-    workload, spec_folder = args
-    return evaluate_workload(workload, _worker_spec(spec_folder))
-
-
-_SPECS: dict[str, ArchSpec] = {}
-
-
-def _worker_spec(folder: str) -> ArchSpec:
-    if folder not in _SPECS:
-        _SPECS[folder] = load_spec(folder)
-    return _SPECS[folder]
-
-
-def evaluate_all(workloads: Iterable[Workload], spec: ArchSpec, jobs: int = 1
-                 ) -> Iterator[WorkloadCost | WorkloadFailure]:
-    """Evaluate workloads, yielding results as they finish (in input order)."""
-    items = list(workloads)
-    if jobs <= 1 or len(items) < 2:
-        for workload in items:
-            yield evaluate_workload(workload, spec)
-        return
-    with ProcessPoolExecutor(max_workers=jobs) as pool:
-        yield from pool.map(_evaluate_in_worker, [(w, str(spec.folder)) for w in items], chunksize=4)
 
 
 def _row(layer_name: str, form: Form, r1: int, r2: int, macs: int, params: int, uses: tuple[WorkloadUse, ...],
@@ -127,7 +93,8 @@ def _row(layer_name: str, form: Form, r1: int, r2: int, macs: int, params: int, 
 
 
 def assemble_lut(network: str, layers: tuple[LayerCandidates, ...], spec: ArchSpec,
-                 results: dict[str, WorkloadCost | WorkloadFailure]) -> LUT:
+                 results: dict[str, WorkloadCost | WorkloadFailure], backend: str = "builtin",
+                 backend_version: str = "") -> LUT:
     costs = {k: v for k, v in results.items() if isinstance(v, WorkloadCost)}
     rows: list[LUTRow] = []
     for lc in layers:
@@ -138,18 +105,19 @@ def assemble_lut(network: str, layers: tuple[LayerCandidates, ...], spec: ArchSp
             _row(lc.layer.name, c.form, c.r1, c.r2, c.macs, c.params, subconv_workloads(c), costs, spec.clock_hz)
             for c in candidates)] if r is not None)
     failures = tuple(v for v in results.values() if isinstance(v, WorkloadFailure))
-    return LUT(network, spec.name, spec.content_hash, BACKEND, spec.clock_hz, tuple(rows), failures)
+    return LUT(network, spec.name, spec.content_hash, backend, backend_version, spec.clock_hz, tuple(rows), failures)
 
 
-def build_lut(network: str, workloads: NetworkWorkloads, spec: ArchSpec, jobs: int = 1,
-              progress: Callable[[int, int], None] | None = None) -> LUT:
-    results: dict[str, WorkloadCost | WorkloadFailure] = {}
-    todo = list(workloads.unique.values())
-    for done, result in enumerate(evaluate_all(todo, spec, jobs), start=1):
-        results[result.key] = result
-        if progress:
-            progress(done, len(todo))
-    return assemble_lut(network, workloads.layers, spec, results)
+def build_lut(network: str, workloads: NetworkWorkloads, spec: ArchSpec, backend: "Backend | None" = None,
+              cache: "ResultsCache | None" = None, jobs: int = 1, scheduler: str | None = None,
+              progress: Callable[[int, int, int], None] | None = None) -> LUT:
+    """Evaluate every unique workload (through the cache when given) and assemble the LUT."""
+    from .backends import get_backend
+    from .sweep import run_sweep
+    backend = backend or get_backend("builtin")
+    results = run_sweep(workloads.unique.values(), spec, backend, cache=cache, jobs=jobs, scheduler=scheduler,
+                        progress=progress)
+    return assemble_lut(network, workloads.layers, spec, results, backend.name, backend.version)
 
 
 CSV_COLUMNS = (["network", "arch", "layer", "form", "r1", "r2", "macs", "params"]
@@ -183,6 +151,7 @@ def lut_summary(lut: LUT) -> dict:
     cycles = sum(r.cycles for r in originals)
     return {
         "network": lut.network, "arch": lut.arch, "spec_hash": lut.spec_hash, "backend": lut.backend,
+        "backend_version": lut.backend_version,
         "toolkit_version": __version__, "clock_hz": lut.clock_hz,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "layers": len(originals), "rows": len(lut.rows),

@@ -5,14 +5,15 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Sequence
 
 from . import __version__
 from .candidates import RankGrid, network_candidates
-from .build import default_jobs
 from .errors import CostModelError
 from .sources import load_layers
+from .sweep_cli import add_backend_arguments, add_cache_parser, add_doctor_parser
 from .spec import available_targets, load_spec
 from .workloads import network_workloads
 
@@ -175,44 +176,25 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 def cmd_build(args: argparse.Namespace) -> int:
     from .build import build_lut, lut_summary, write_lut
+    from .sweep_cli import SweepProgress, backend_from_args, cache_from_args, report_failures
     spec = load_spec(args.arch)
+    backend = backend_from_args(args)
     name, layers = _network(args)
     workloads = network_workloads(network_candidates(layers, _grid(args)))
     out = args.out or Path("luts") / f"{name}-{spec.name}"
-    with _progress(len(workloads.unique), f"{name} on {spec.name}") as progress:
-        lut = build_lut(name, workloads, spec, jobs=args.jobs, progress=progress)
+    cache = cache_from_args(args)
+    with cache or nullcontext(), SweepProgress(f"{name} on {spec.name}") as progress:
+        lut = build_lut(name, workloads, spec, backend, cache=cache, jobs=args.jobs, scheduler=args.scheduler,
+                        progress=progress)
     csv_path, summary_path = write_lut(lut, out)
-    summary = lut_summary(lut)
-    original = summary["original"]
-    print(f"{name} on {spec.name}: {len(workloads.unique)} unique workloads, {len(lut.rows)} LUT rows")
+    original = lut_summary(lut)["original"]
+    print(f"{name} on {spec.name} ({backend.name}): {len(workloads.unique)} unique workloads, "
+          f"{len(lut.rows)} LUT rows")
     print(f"original network: {original['cycles']:,} cycles, {original['latency_s'] * 1e3:.3f} ms at "
           f"{spec.clock_hz / 1e6:g} MHz ({original['images_per_s']:.1f} images/s), "
           f"{original['energy_pj'] / 1e6:.1f} uJ")
     print(f"wrote {csv_path} and {summary_path}")
-    for failure in lut.failures:
-        print(f"FAILED {failure.workload}: {failure.reason}", file=sys.stderr)
-    return 1 if lut.failures else 0
-
-
-class _progress:
-    """A progress bar on a terminal, nothing otherwise."""
-
-    def __init__(self, total: int, label: str):
-        self.total, self.label, self.bar = total, label, None
-
-    def __enter__(self):
-        if sys.stderr.isatty():
-            from tqdm import tqdm
-            self.bar = tqdm(total=self.total, desc=self.label, unit="workload", file=sys.stderr)
-        return self.update
-
-    def update(self, done: int, total: int) -> None:
-        if self.bar is not None:
-            self.bar.update(done - self.bar.n)
-
-    def __exit__(self, *exc) -> None:
-        if self.bar is not None:
-            self.bar.close()
+    return 1 if report_failures(lut.failures, len(workloads.unique)) else 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -254,8 +236,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_source(p)
     _add_grid(p)
     p.add_argument("--out", type=Path, help="output folder (default luts/NETWORK-ARCH)")
-    p.add_argument("--jobs", type=_positive_int, default=default_jobs(), help="worker processes (default: all cores)")
+    add_backend_arguments(p)
     p.set_defaults(func=cmd_build)
+
+    add_cache_parser(sub)
+    add_doctor_parser(sub)
     return parser
 
 
