@@ -79,3 +79,47 @@ def test_bad_numbers_are_usage_errors(argv):
     with pytest.raises(SystemExit) as info:
         main(["candidates", "--model", "resnet18", *argv])
     assert info.value.code == 2
+
+
+REFERENCE = __import__("pathlib").Path(__file__).parent / "data" / "timeloop_reference"
+
+
+def test_eval_with_timeloops_mapping_reports_its_cycles(capsys):
+    run_dir = REFERENCE / "runs" / "l3c2_r96_sub2_3x3_96_96"
+    code, out, _ = run(capsys, "eval", "--arch", "eyeriss", str(REFERENCE / "workloads" / "l3c2_r96_sub2_3x3_96_96.yaml"),
+                       "--mapping", str(run_dir / "timeloop-mapper.map.yaml"), "--json")
+    assert code == 0
+    result = json.loads(out)
+    assert result["cycles"] == 96768
+    assert result["energy_pj"] == pytest.approx(104082507.3, rel=1e-5)
+    assert [level["name"] for level in result["levels"]][-1] == "DRAM"
+
+
+def test_eval_searches_a_mapping_and_prints_it(capsys):
+    code, out, _ = run(capsys, "eval", "--arch", "eyeriss", str(REFERENCE / "workloads" / "r20_sub1_1x1_16_8.yaml"))
+    assert code == 0
+    assert "cycles     2,048" in out and "psum_spad" in out and "target: DRAM" in out
+
+
+def test_eval_bad_workload_file(capsys, tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("problem: {instance: {C: -1}}")
+    code, _, err = run(capsys, "eval", "--arch", "eyeriss", str(bad))
+    assert code == 2 and str(bad) in err and "problem.instance.C" in err and "Traceback" not in err
+
+
+def test_build_writes_lut_and_summary(capsys, tmp_path):
+    code, out, _ = run(capsys, "build", "--arch", "eyeriss", "--model", "resnet20", "--out", str(tmp_path),
+                       "--jobs", "1")
+    assert code == 0
+    rows = list(__import__("csv").DictReader((tmp_path / "lut.csv").open()))
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    originals = [r for r in rows if r["form"] == "original"]
+    assert len(originals) == summary["layers"] == 21
+    assert summary["original"]["cycles"] == sum(int(r["cycles"]) for r in originals)
+    for row in rows:
+        if row["form"] == "tucker2":
+            subs = [int(row[f"sub{i}_cycles"]) for i in (1, 2, 3)]
+            assert sum(subs) == int(row["cycles"])
+            assert float(row["latency_s"]) == pytest.approx(int(row["cycles"]) / 200e6)
+    assert "wrote" in out and "images/s" in out
