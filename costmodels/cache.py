@@ -127,7 +127,7 @@ class ResultsCache:
             conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None,
                                    check_same_thread=False)
             conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
-            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            mode = _switch_to_wal(conn)
             if str(mode).lower() != "wal":
                 raise CacheError(f"{self.path}: cannot switch the cache to WAL mode (got {mode})")
             # WAL + NORMAL: a committed transaction survives the process being killed at any moment;
@@ -280,3 +280,18 @@ def _json_default(value: Any) -> Any:
     if isinstance(value, (set, frozenset)):
         return sorted(value)
     raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+def _switch_to_wal(conn: sqlite3.Connection) -> str:
+    """Two processes opening a new cache at once can race on the journal-mode change, where SQLite
+    answers "locked" at once instead of waiting on the busy timeout: retry for that long."""
+    deadline = time.monotonic() + BUSY_TIMEOUT_S
+    delay = 0.01
+    while True:
+        try:
+            return str(conn.execute("PRAGMA journal_mode = WAL").fetchone()[0])
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(delay)
+            delay = min(delay * 2, 0.5)
