@@ -15,15 +15,16 @@ $(STAMP): pyproject.toml constraints.txt
 setup: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/costmodel layers --model resnet18
 	$(BIN)/costmodel candidates --model resnet18 --summary
-	$(BIN)/costmodel workloads --model resnet18 --out results/workloads/resnet18
+	$(BIN)/costmodel workloads --model resnet18 --out luts/resnet18-workloads
+	$(BIN)/costmodel build --arch eyeriss --model resnet18 --out luts/resnet18-eyeriss
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run.py
+	@if [ -f benchmarks/predictor_bench.py ]; then $(BIN)/python benchmarks/predictor_bench.py; fi
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -2,8 +2,9 @@
 
 Prints, per reference workload, the built-in mapper's time beside the real timeloop-mapper's wall
 time on the same workload (tests/data/timeloop_reference/results.csv), then times a cold
-ResNet-18 build on all cores. Targets (issue 3): median <= 50 ms per workload for the mapper on one
-core; the whole ResNet-18 Eyeriss build <= 30 s on a 2-core machine.
+ResNet-18 build on all cores, and sweeps with a cold/warm cache, 1/2 jobs and Dask. Targets
+(issue 3): median <= 50 ms per workload for the mapper on one core; the whole ResNet-18 Eyeriss
+build <= 30 s on a 2-core machine.
 """
 
 from __future__ import annotations
@@ -11,10 +12,12 @@ from __future__ import annotations
 import csv
 import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
 
-from costmodels.build import build_lut, default_jobs
+from costmodels.build import build_lut, default_jobs, lut_csv
+from costmodels.cache import ResultsCache
 from costmodels.candidates import RankGrid, network_candidates
 from costmodels.mapper import find_mapping
 from costmodels.model import evaluate
@@ -60,13 +63,47 @@ def bench_build(spec, model: str) -> None:
     lut = build_lut(model, workloads, spec, jobs=jobs)
     elapsed = time.perf_counter() - start
     print(f"\n{model} build: {len(workloads.unique)} unique workloads, {len(lut.rows)} LUT rows, "
-          f"{elapsed:.1f} s on {jobs} jobs (target <= 30 s for resnet18 on 2 cores)")
+          f"{elapsed:.1f} s on {jobs} jobs, no cache (target <= 30 s for resnet18 on 2 cores)")
+
+
+def bench_sweeps(spec, models: tuple[str, ...]) -> None:
+    """Issue 4: cold vs warm cache, 1 vs 2 local jobs, and a Dask LocalCluster, on the same LUTs."""
+    networks = {m: network_workloads(network_candidates(zoo_layers(m), RankGrid())) for m in models}
+    print(f"\nsweeps over {' + '.join(models)} "
+          f"({sum(len(n.unique) for n in networks.values())} unique workloads):")
+
+    def build_all(cache, jobs=1, scheduler=None) -> tuple[float, list[str]]:
+        start = time.perf_counter()
+        csvs = [lut_csv(build_lut(m, n, spec, cache=cache, jobs=jobs, scheduler=scheduler))
+                for m, n in networks.items()]
+        return time.perf_counter() - start, csvs
+
+    with tempfile.TemporaryDirectory() as tmp:
+        reference = None
+        for label, jobs in (("cold cache, 1 job", 1), ("cold cache, 2 jobs", 2)):
+            with ResultsCache(Path(tmp) / f"{jobs}.sqlite") as cache:
+                elapsed, csvs = build_all(cache, jobs)
+            reference = reference or csvs
+            print(f"  {label:22s} {elapsed:6.2f} s  {'same LUTs' if csvs == reference else 'LUTs DIFFER'}")
+        with ResultsCache(Path(tmp) / "2.sqlite") as cache:
+            elapsed, csvs = build_all(cache, 2)
+        print(f"  {'warm cache':22s} {elapsed:6.2f} s  {'same LUTs' if csvs == reference else 'LUTs DIFFER'}")
+        try:
+            from distributed import LocalCluster
+        except ImportError:
+            print("  dask: not installed (pip install '.[dask]')")
+            return
+        with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
+                ResultsCache(Path(tmp) / "dask.sqlite") as cache:
+            elapsed, csvs = build_all(cache, scheduler=cluster.scheduler_address)
+        print(f"  {'dask LocalCluster (2)':22s} {elapsed:6.2f} s  {'same LUTs' if csvs == reference else 'LUTs DIFFER'}")
 
 
 def main() -> int:
     spec = load_spec("eyeriss")
     bench_reference(spec)
     bench_build(spec, "resnet18")
+    bench_sweeps(spec, ("resnet18", "mobilenetv2"))
     return 0
 
 
