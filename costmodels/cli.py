@@ -11,6 +11,7 @@ from typing import Sequence
 
 from . import __version__
 from .candidates import RankGrid, network_candidates
+from .cli_types import int_tuple, positive_int
 from .errors import CostModelError
 from .sources import load_layers
 from .sweep_cli import add_backend_arguments, add_cache_parser, add_doctor_parser
@@ -18,41 +19,21 @@ from .spec import available_targets, load_spec
 from .workloads import network_workloads
 
 
-def _int_tuple(text: str) -> tuple[int, ...]:
-    try:
-        values = tuple(int(v) for v in text.replace("x", ",").split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected integers separated by commas, got '{text}'") from None
-    if not values or any(v < 1 for v in values):
-        raise argparse.ArgumentTypeError(f"expected positive integers, got '{text}'")
-    return values
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got '{text}'") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got '{text}'")
-    return value
-
-
 def _add_source(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("network (one of)")
     group.add_argument("--model", help="built-in model: see `costmodel layers --list`")
     group.add_argument("--onnx", type=Path, help="an ONNX file")
     group.add_argument("--module", help="PKG.MODULE:FACTORY returning a torch.nn.Module (needs --input-shape)")
-    parser.add_argument("--input-shape", type=_int_tuple, help="input shape for --module, e.g. 1,3,224,224")
-    parser.add_argument("--batch", type=_positive_int, default=1, help="batch size for --model (default 1)")
+    parser.add_argument("--input-shape", type=int_tuple, help="input shape for --module, e.g. 1,3,224,224")
+    parser.add_argument("--batch", type=positive_int, default=1, help="batch size for --model (default 1)")
 
 
 def _add_grid(parser: argparse.ArgumentParser) -> None:
     grid = parser.add_argument_group("rank candidates")
-    grid.add_argument("--step", type=_positive_int, default=32, help="rank step for wide layers (default 32)")
-    grid.add_argument("--step-64", type=_positive_int, default=16, dest="step64",
+    grid.add_argument("--step", type=positive_int, default=32, help="rank step for wide layers (default 32)")
+    grid.add_argument("--step-64", type=positive_int, default=16, dest="step64",
                       help="rank step when the rank is bounded by <= 64 channels (default 16)")
-    grid.add_argument("--step-32", type=_positive_int, default=8, dest="step32",
+    grid.add_argument("--step-32", type=positive_int, default=8, dest="step32",
                       help="rank step when the rank is bounded by <= 32 channels (default 8)")
     grid.add_argument("--full-grid", action="store_true", help="all (r1, r2) pairs instead of r1 = r2")
     grid.add_argument("--exclude", nargs="*", default=[], metavar="LAYER", help="layers kept as they are")

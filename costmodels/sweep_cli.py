@@ -19,29 +19,10 @@ from typing import TYPE_CHECKING, Any, Sequence, TextIO
 
 from .backends import BACKEND_NAMES, DEFAULT_TIMEOUT_S, get_backend
 from .cache import EXPORT_FORMATS, ResultsCache
+from .cli_types import positive_float, positive_int
 
 if TYPE_CHECKING:
     from .build import WorkloadFailure
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got '{text}'") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got '{text}'")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number of seconds, got '{text}'") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got '{text}'")
-    return value
 
 
 def add_backend_arguments(parser: argparse.ArgumentParser, jobs: bool = True) -> None:
@@ -54,10 +35,10 @@ def add_backend_arguments(parser: argparse.ArgumentParser, jobs: bool = True) ->
                             "timeloop-model: the built-in mapping evaluated by the real timeloop-model")
     group.add_argument("--timeloop-bin", metavar="DIR",
                        help="folder with timeloop-mapper / timeloop-model (default: pytimeloop, else PATH)")
-    group.add_argument("--timeout", type=_positive_float, default=DEFAULT_TIMEOUT_S, dest="timeout_s",
+    group.add_argument("--timeout", type=positive_float, default=DEFAULT_TIMEOUT_S, dest="timeout_s",
                        metavar="SECONDS", help=f"time limit of one Timeloop run (default {DEFAULT_TIMEOUT_S:g})")
     if jobs:
-        group.add_argument("--jobs", type=_positive_int, default=default_jobs(),
+        group.add_argument("--jobs", type=positive_int, default=default_jobs(),
                            help="local worker processes (default: all cores)")
     group.add_argument("--scheduler", metavar="ADDRESS",
                        help="run the evaluations on this Dask scheduler (e.g. tcp://host:8786) instead")
