@@ -24,7 +24,7 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run.py
-	@if [ -f benchmarks/predictor_bench.py ]; then $(BIN)/python benchmarks/predictor_bench.py; fi
+	$(BIN)/python benchmarks/predictor_bench.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -13,6 +13,7 @@ from . import __version__
 from .candidates import RankGrid, network_candidates
 from .cli_types import int_tuple, positive_int
 from .errors import CostModelError
+from .predict_cli import add_fit_parser, add_lut_parser
 from .sources import load_layers
 from .sweep_cli import add_backend_arguments, add_cache_parser, add_doctor_parser
 from .spec import available_targets, load_spec
@@ -222,6 +223,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_cache_parser(sub)
     add_doctor_parser(sub)
+    add_fit_parser(sub)
+    add_lut_parser(sub)
     return parser
 
 
