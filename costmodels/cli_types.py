@@ -25,6 +25,17 @@ def positive_float(text: str) -> float:
     return value
 
 
+def fraction(text: str) -> float:
+    """A share in (0, 1]."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a fraction in (0, 1], got '{text}'") from None
+    if not 0.0 < value <= 1.0:
+        raise argparse.ArgumentTypeError(f"expected a fraction in (0, 1], got '{text}'")
+    return value
+
+
 def int_tuple(text: str) -> tuple[int, ...]:
     """``1,3,224,224`` or ``1x3x224x224``."""
     try:

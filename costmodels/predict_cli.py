@@ -18,31 +18,13 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
+from .cli_types import fraction, positive_float
+
 if TYPE_CHECKING:
     from .build import WorkloadCost, WorkloadFailure
     from .candidates import LayerCandidates
     from .spec import ArchSpec
     from .workloads import Workload
-
-
-def _fraction(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a fraction in (0, 1], got '{text}'") from None
-    if not 0.0 < value <= 1.0:
-        raise argparse.ArgumentTypeError(f"expected a fraction in (0, 1], got '{text}'")
-    return value
-
-
-def _percent(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a percentage, got '{text}'") from None
-    if not value > 0.0:
-        raise argparse.ArgumentTypeError(f"expected a positive percentage, got '{text}'")
-    return value
 
 
 def _add_common(parser: argparse.ArgumentParser) -> None:
@@ -55,7 +37,7 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     _add_grid(parser)
     add_backend_arguments(parser)
     group = parser.add_argument_group("predictor")
-    group.add_argument("--budget", type=_fraction, default=0.2,
+    group.add_argument("--budget", type=fraction, default=0.2,
                        help="share of the unique workloads to evaluate for fitting (default 0.2)")
     group.add_argument("--estimator", default="auto", choices=("auto", *ESTIMATORS),
                        help="auto (default): the best of gbt, rf, poly, roofline by cross-validation")
@@ -72,9 +54,9 @@ def add_fit_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("--active", action="store_true",
                         help="start from --budget, then add the workloads the predictors are least sure of, in "
                              "batches, until a batch is within --target-mape or --max-budget is spent")
-    parser.add_argument("--target-mape", type=_percent, default=2.0, help="active sampling: stop at this MAPE %%")
-    parser.add_argument("--max-budget", type=_fraction, default=0.5, help="active sampling: at most this share")
-    parser.add_argument("--batch-share", type=_fraction, default=0.02,
+    parser.add_argument("--target-mape", type=positive_float, default=2.0, help="active sampling: stop at this MAPE %%")
+    parser.add_argument("--max-budget", type=fraction, default=0.5, help="active sampling: at most this share")
+    parser.add_argument("--batch-share", type=fraction, default=0.02,
                         help="active sampling: share of the workloads added per batch (default 0.02)")
     parser.add_argument("--no-check", action="store_true",
                         help="do not evaluate the rest: report the cross-validated error on the sample only")
