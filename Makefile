@@ -3,7 +3,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test bench clean
+.PHONY: setup demo test bench results clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m venv $(VENV)
@@ -25,6 +25,10 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run.py
 	$(BIN)/python benchmarks/predictor_bench.py
+
+# Reproductions of the paper's hardware findings (see results/README.md).
+results: $(STAMP)
+	$(BIN)/costmodel heatmap --arch eyeriss --model resnet18 --layer layer3.0.conv2 --step 8 --out results/figure2
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -7,12 +7,14 @@ import json
 import sys
 from contextlib import nullcontext
 from pathlib import Path
+
+import numpy as np
 from typing import Sequence
 
 from . import __version__
 from .candidates import RankGrid, network_candidates
 from .cli_types import int_tuple, positive_int
-from .errors import CostModelError
+from .errors import CostModelError, UnknownNameError
 from .predict_cli import add_fit_parser, add_lut_parser
 from .sources import load_layers
 from .sweep_cli import add_backend_arguments, add_cache_parser, add_doctor_parser
@@ -179,6 +181,28 @@ def cmd_build(args: argparse.Namespace) -> int:
     return 1 if report_failures(lut.failures, len(workloads.unique)) else 0
 
 
+def cmd_heatmap(args: argparse.Namespace) -> int:
+    from .heatmap import rank_heatmap, write_heatmap
+    from .sweep_cli import SweepProgress, backend_from_args, cache_from_args
+    spec = load_spec(args.arch)
+    backend = backend_from_args(args)
+    name, layers = _network(args)
+    by_name = {layer.name: layer for layer in layers}
+    if args.layer not in by_name:
+        raise UnknownNameError("layer", args.layer, [n for n, l in by_name.items() if l.groups == 1 and l.kernel != (1, 1)])
+    cache = cache_from_args(args)
+    with cache or nullcontext(), SweepProgress(f"{args.layer} on {spec.name}") as progress:
+        heatmap = rank_heatmap(by_name[args.layer], spec, args.step, backend, cache, jobs=args.jobs,
+                               progress=progress)
+    csv_path, png_path = write_heatmap(heatmap, args.out or Path("luts") / f"{name}-{spec.name}")
+    ms = heatmap.latency_ms
+    print(f"{args.layer} on {spec.name}: {ms.size} rank pairs, latency {float(np.nanmin(ms)):.3f}-"
+          f"{float(np.nanmax(ms)):.3f} ms, {len(np.unique(ms[~np.isnan(ms)]))} distinct values; "
+          f"original {heatmap.original_cycles / spec.clock_hz * 1e3:.3f} ms")
+    print(f"wrote {csv_path} and {png_path}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="costmodel", description="Hardware cost of Tucker-2 compressed CNNs.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
@@ -220,6 +244,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, help="output folder (default luts/NETWORK-ARCH)")
     add_backend_arguments(p)
     p.set_defaults(func=cmd_build)
+
+    p = sub.add_parser("heatmap", help="latency of one layer over a dense (r1, r2) grid (HALOC Figure 2)")
+    p.add_argument("--arch", required=True, help="target under arch_specs/ or a spec folder")
+    _add_source(p)
+    p.add_argument("--layer", required=True, help="a dense KxK conv layer, e.g. layer3.0.conv2")
+    p.add_argument("--step", type=positive_int, default=8, help="rank step of the grid (default 8)")
+    p.add_argument("--out", type=Path, help="output folder (default luts/NETWORK-ARCH)")
+    add_backend_arguments(p)
+    p.set_defaults(func=cmd_heatmap)
 
     add_cache_parser(sub)
     add_doctor_parser(sub)

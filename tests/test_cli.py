@@ -123,3 +123,20 @@ def test_build_writes_lut_and_summary(capsys, tmp_path):
             assert sum(subs) == int(row["cycles"])
             assert float(row["latency_s"]) == pytest.approx(int(row["cycles"]) / 200e6)
     assert "wrote" in out and "images/s" in out
+
+
+def test_heatmap_of_a_small_layer(capsys, tmp_path):
+    code, out, _ = run(capsys, "heatmap", "--arch", "eyeriss", "--model", "resnet20", "--layer", "layer2.1.conv1",
+                       "--step", "16", "--out", str(tmp_path), "--jobs", "1")
+    assert code == 0 and "4 rank pairs" in out
+    rows = list(__import__("csv").DictReader((tmp_path / "layer2_1_conv1-eyeriss.csv").open()))
+    assert [(int(r["r1"]), int(r["r2"])) for r in rows] == [(16, 16), (16, 32), (32, 16), (32, 32)]
+    # r1 = r2 = 32 on a 32->32 layer: its 3x3 core is the original layer, plus two 1x1 convs.
+    assert int(rows[-1]["cycles"]) > int(rows[-1]["original_cycles"]) > int(rows[0]["cycles"])
+    assert (tmp_path / "layer2_1_conv1-eyeriss.png").read_bytes().startswith(b"\x89PNG")
+
+
+def test_heatmap_refuses_a_pointwise_layer(capsys):
+    code, _, err = run(capsys, "heatmap", "--arch", "eyeriss", "--model", "resnet20", "--layer",
+                       "layer2.0.downsample.0")
+    assert code == 2 and "dense KxK conv" in err
