@@ -20,7 +20,7 @@ from . import __version__
 from .candidates import Form, LayerCandidates, Tucker2Candidate
 from .io_utils import atomic_write_text
 from .spec import ArchSpec
-from .workloads import NetworkWorkloads, WorkloadUse, layer_workloads, subconv_workloads
+from .workloads import NetworkWorkloads, subconv_workloads
 
 if TYPE_CHECKING:
     from .backends import Backend
@@ -81,31 +81,26 @@ class LUT:
     failures: tuple[WorkloadFailure, ...]
 
 
-def _row(layer_name: str, form: Form, r1: int, r2: int, macs: int, params: int, uses: tuple[WorkloadUse, ...],
-         costs: dict[str, WorkloadCost], clock_hz: float) -> LUTRow | None:
+def _row(candidate: Tucker2Candidate, costs: dict[str, WorkloadCost], clock_hz: float) -> LUTRow | None:
+    uses = subconv_workloads(candidate)
     if any(u.workload.key not in costs for u in uses):
         return None
     subs = tuple(SubconvCost(u.workload.key, u.count, u.count * costs[u.workload.key].cycles,
                              u.count * costs[u.workload.key].energy_pj) for u in uses)
     cycles = sum(s.cycles for s in subs)
-    return LUTRow(layer_name, form.value, r1, r2, macs, params, subs, cycles, sum(s.energy_pj for s in subs),
-                  cycles / clock_hz)
+    return LUTRow(candidate.layer.name, candidate.form.value, candidate.r1, candidate.r2, candidate.macs,
+                  candidate.params, subs, cycles, sum(s.energy_pj for s in subs), cycles / clock_hz)
 
 
 def assemble_lut(network: str, layers: tuple[LayerCandidates, ...], spec: ArchSpec,
                  results: dict[str, WorkloadCost | WorkloadFailure], backend: str = "builtin",
                  backend_version: str = "") -> LUT:
+    """Rows of each layer's original and its candidates; a row whose workloads failed is left out."""
     costs = {k: v for k, v in results.items() if isinstance(v, WorkloadCost)}
-    rows: list[LUTRow] = []
-    for lc in layers:
-        original = _row(lc.layer.name, Form.ORIGINAL, lc.layer.out_channels, lc.layer.in_channels, lc.layer.macs,
-                        lc.layer.params, layer_workloads(lc.layer), costs, spec.clock_hz)
-        candidates: list[Tucker2Candidate] = list(lc.candidates)
-        rows.extend(r for r in [original, *(
-            _row(lc.layer.name, c.form, c.r1, c.r2, c.macs, c.params, subconv_workloads(c), costs, spec.clock_hz)
-            for c in candidates)] if r is not None)
+    rows = tuple(row for lc in layers for row in (_row(c, costs, spec.clock_hz) for c in (lc.original, *lc.candidates))
+                 if row is not None)
     failures = tuple(v for v in results.values() if isinstance(v, WorkloadFailure))
-    return LUT(network, spec.name, spec.content_hash, backend, backend_version, spec.clock_hz, tuple(rows), failures)
+    return LUT(network, spec.name, spec.content_hash, backend, backend_version, spec.clock_hz, rows, failures)
 
 
 def build_lut(network: str, workloads: NetworkWorkloads, spec: ArchSpec, backend: "Backend | None" = None,
@@ -120,26 +115,44 @@ def build_lut(network: str, workloads: NetworkWorkloads, spec: ArchSpec, backend
     return assemble_lut(network, workloads.layers, spec, results, backend.name, backend.version)
 
 
-CSV_COLUMNS = (["network", "arch", "layer", "form", "r1", "r2", "macs", "params"]
-               + [f"sub{i}_{f}" for i in range(1, MAX_SUBCONVS + 1) for f in ("cycles", "energy_pj")]
-               + ["cycles", "energy_pj", "latency_s", "original_cycles", "original_energy_pj", "speedup"])
+SUBCONV_COLUMNS = tuple(f"sub{i}_{f}" for i in range(1, MAX_SUBCONVS + 1) for f in ("cycles", "energy_pj"))
+ROW_COLUMNS = ("network", "arch", "layer", "form", "r1", "r2", "macs", "params", *SUBCONV_COLUMNS, "cycles",
+               "energy_pj", "latency_s")
+CSV_COLUMNS = (*ROW_COLUMNS, "original_cycles", "original_energy_pj", "speedup")
+
+
+def row_values(lut: LUT, row: LUTRow) -> dict[str, object]:
+    """One LUT row as plain values (``None`` for an empty cell), in ``ROW_COLUMNS``."""
+    subs: dict[str, object] = {c: None for c in SUBCONV_COLUMNS}
+    if row.form != Form.ORIGINAL.value:
+        for i, sub in enumerate(row.subconvs[:MAX_SUBCONVS], start=1):
+            subs[f"sub{i}_cycles"], subs[f"sub{i}_energy_pj"] = sub.cycles, round(sub.energy_pj, 1)
+    return {"network": lut.network, "arch": lut.arch, "layer": row.layer, "form": row.form, "r1": row.r1,
+            "r2": row.r2, "macs": row.macs, "params": row.params, **subs, "cycles": row.cycles,
+            "energy_pj": round(row.energy_pj, 1), "latency_s": float(f"{row.latency_s:.9g}")}
+
+
+def csv_text(columns: tuple[str, ...], rows: list[dict[str, object]], header: str = "") -> str:
+    buffer = io.StringIO()
+    buffer.write(header)
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(columns)
+    for values in rows:
+        writer.writerow(["" if values[c] is None else values[c] for c in columns])
+    return buffer.getvalue()
 
 
 def lut_csv(lut: LUT) -> str:
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(CSV_COLUMNS)
+    """The LUT of ``costmodel build``: each row beside its layer's original cost and the speed-up."""
     originals = {r.layer: r for r in lut.rows if r.form == Form.ORIGINAL.value}
+    rows = []
     for row in lut.rows:
-        subs: list[object] = []
-        for i in range(MAX_SUBCONVS):
-            subs += [row.subconvs[i].cycles, f"{row.subconvs[i].energy_pj:.1f}"] if i < len(row.subconvs) and \
-                row.form != Form.ORIGINAL.value else ["", ""]
-        original = originals[row.layer]
-        writer.writerow([lut.network, lut.arch, row.layer, row.form, row.r1, row.r2, row.macs, row.params, *subs,
-                         row.cycles, f"{row.energy_pj:.1f}", f"{row.latency_s:.9g}", original.cycles,
-                         f"{original.energy_pj:.1f}", f"{original.cycles / row.cycles:.4f}"])
-    return buffer.getvalue()
+        original = originals.get(row.layer)   # missing when the original layer failed to evaluate
+        rows.append({**row_values(lut, row),
+                     "original_cycles": original.cycles if original else None,
+                     "original_energy_pj": round(original.energy_pj, 1) if original else None,
+                     "speedup": round(original.cycles / row.cycles, 4) if original else None})
+    return csv_text(CSV_COLUMNS, rows)
 
 
 def lut_summary(lut: LUT) -> dict:

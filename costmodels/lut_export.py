@@ -13,7 +13,6 @@ which spec (hash), backend and version, predictor and its accuracy, and when.
 from __future__ import annotations
 
 import csv
-import io
 import json
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -21,7 +20,8 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from . import __version__
-from .build import LUT, MAX_SUBCONVS, LUTRow, WorkloadCost, WorkloadFailure, assemble_lut
+from .build import (LUT, MAX_SUBCONVS, ROW_COLUMNS, WorkloadCost, WorkloadFailure, assemble_lut, csv_text,
+                    row_values)
 from .candidates import Form, LayerCandidates
 from .errors import CostModelError
 from .io_utils import atomic_write_text
@@ -31,9 +31,7 @@ LUT_FORMAT = "haloc-costmodels-lut"
 LUT_FORMAT_VERSION = 1
 FORMATS = ("csv", "json")
 SOURCES = ("evaluated", "predicted")
-_SUB_COLUMNS = tuple(f"sub{i}_{f}" for i in range(1, MAX_SUBCONVS + 1) for f in ("cycles", "energy_pj"))
-COLUMNS = ("network", "arch", "layer", "form", "r1", "r2", "macs", "params", *_SUB_COLUMNS, "cycles", "energy_pj",
-           "latency_s", "source")
+COLUMNS = (*ROW_COLUMNS, "source")
 _REQUIRED = ("layer", "form", "r1", "r2", "macs", "params", "cycles", "energy_pj", "latency_s")
 
 
@@ -76,31 +74,15 @@ def provenance(lut: LUT, source: str, *, predictor: str = "", accuracy: str = ""
     }
 
 
-def _row_values(lut: LUT, row: LUTRow, source: str) -> dict[str, Any]:
-    subs: dict[str, Any] = {c: None for c in _SUB_COLUMNS}
-    if row.form != Form.ORIGINAL.value:
-        for i, sub in enumerate(row.subconvs[:MAX_SUBCONVS], start=1):
-            subs[f"sub{i}_cycles"], subs[f"sub{i}_energy_pj"] = sub.cycles, round(sub.energy_pj, 1)
-    return {"network": lut.network, "arch": lut.arch, "layer": row.layer, "form": row.form, "r1": row.r1,
-            "r2": row.r2, "macs": row.macs, "params": row.params, **subs, "cycles": row.cycles,
-            "energy_pj": round(row.energy_pj, 1), "latency_s": float(f"{row.latency_s:.9g}"), "source": source}
-
-
 def lut_text(table: SourcedLUT, header: Mapping[str, Any], fmt: str = "csv") -> str:
     if fmt not in FORMATS:
         raise LUTFileError(f"unknown LUT format '{fmt}'; available: {', '.join(FORMATS)}")
-    rows = [_row_values(table.lut, row, source) for row, source in zip(table.lut.rows, table.sources)]
+    rows = [{**row_values(table.lut, row), "source": source} for row, source in zip(table.lut.rows, table.sources)]
     if fmt == "json":
         return json.dumps({"provenance": dict(header), "columns": list(COLUMNS), "rows": rows}, indent=1) + "\n"
-    buffer = io.StringIO()
-    for key, value in header.items():
-        text = " ".join(str(value).split())      # one line per key, whatever the value holds
-        buffer.write(f"# {key}: {text}\n")
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(COLUMNS)
-    for values in rows:
-        writer.writerow(["" if values[c] is None else values[c] for c in COLUMNS])
-    return buffer.getvalue()
+    # One line per key, whatever the value holds.
+    lines = "".join(f"# {key}: {' '.join(str(value).split())}\n" for key, value in header.items())
+    return csv_text(COLUMNS, rows, lines)
 
 
 def export_lut(table: SourcedLUT, header: Mapping[str, Any], path: str | Path, fmt: str = "csv") -> Path:
