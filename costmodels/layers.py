@@ -51,16 +51,8 @@ class ConvLayer:
         return cls(name, in_channels, out_channels, k, s, p, d, groups, hw, out, batch)  # type: ignore[arg-type]
 
     @property
-    def is_grouped(self) -> bool:
-        return self.groups > 1
-
-    @property
     def is_depthwise(self) -> bool:
         return self.groups > 1 and self.groups == self.in_channels
-
-    @property
-    def is_pointwise(self) -> bool:
-        return self.kernel == (1, 1) and self.groups == 1
 
     @property
     def macs(self) -> int:
