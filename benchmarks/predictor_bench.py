@@ -21,19 +21,19 @@ import sys
 import time
 from pathlib import Path
 
-from costmodels.accuracy import AccuracyRow, accuracy_table, assess, plot_predicted_vs_evaluated
 from costmodels.backends import get_backend
-from costmodels.build import WorkloadCost, default_jobs
-from costmodels.cache import ResultsCache
-from costmodels.features import clear_cache
-from costmodels.candidates import RankGrid, network_candidates
-from costmodels.lut_export import sourced_lut
-from costmodels.predictor import ESTIMATORS, comparison_table, fit_predictors
-from costmodels.sampling import space_filling
-from costmodels.spec import load_spec
-from costmodels.sweep import run_sweep
-from costmodels.workloads import network_workloads
-from costmodels.zoo import zoo_layers
+from costmodels.lut.export import sourced_lut
+from costmodels.network.zoo import zoo_layers
+from costmodels.predictors.accuracy import AccuracyRow, accuracy_table, assess, plot_predicted_vs_evaluated
+from costmodels.predictors.estimators import ESTIMATORS, comparison_table, fit_predictors
+from costmodels.predictors.features import clear_cache
+from costmodels.predictors.sampling import space_filling
+from costmodels.problems.candidates import RankGrid, network_candidates
+from costmodels.problems.workloads import network_workloads
+from costmodels.sweep.cache import ResultsCache
+from costmodels.sweep.records import WorkloadCost, default_jobs
+from costmodels.sweep.runner import run_sweep
+from costmodels.timeloop.spec import load_spec
 
 NETWORKS = ("resnet18", "mobilenetv2", "vgg16")
 

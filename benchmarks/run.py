@@ -16,15 +16,16 @@ import tempfile
 import time
 from pathlib import Path
 
-from costmodels.build import build_lut, default_jobs, lut_csv
-from costmodels.cache import ResultsCache
-from costmodels.candidates import RankGrid, network_candidates
-from costmodels.mapper import find_mapping
-from costmodels.model import evaluate
-from costmodels.problem_yaml import read_problem
-from costmodels.spec import load_spec
-from costmodels.workloads import network_workloads
-from costmodels.zoo import zoo_layers
+from costmodels.lut.build import build_lut, lut_csv
+from costmodels.model.analytical import evaluate
+from costmodels.model.mapper import find_mapping
+from costmodels.network.zoo import zoo_layers
+from costmodels.problems.candidates import RankGrid, network_candidates
+from costmodels.problems.workloads import network_workloads
+from costmodels.sweep.cache import ResultsCache
+from costmodels.sweep.records import default_jobs
+from costmodels.timeloop.problem_yaml import read_problem
+from costmodels.timeloop.spec import load_spec
 
 REFERENCE = Path(__file__).resolve().parent.parent / "tests" / "data" / "timeloop_reference"
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import __version__
+from costmodels.version import __version__
 
 
 @dataclass(frozen=True)
@@ -25,9 +25,9 @@ class Check:
 
 def doctor_checks(timeloop_bin: str | os.PathLike | None = None, cache_path: str | os.PathLike | None = None
                   ) -> list[Check]:
-    from .backends import accelergy_status, backend_status
-    from .build import default_jobs
-    from .spec import available_targets
+    from costmodels.backends import accelergy_status, backend_status
+    from costmodels.sweep.records import default_jobs
+    from costmodels.timeloop.spec import available_targets
 
     checks = [
         Check("toolkit", "costmodels", True, f"{__version__} ({Path(__file__).resolve().parent})"),
@@ -55,8 +55,8 @@ def _dask_check() -> Check:
 
 
 def _cache_check(cache_path: str | os.PathLike | None) -> Check:
-    from .cache import ResultsCache
-    from .errors import CostModelError
+    from costmodels.errors import CostModelError
+    from costmodels.sweep.cache import ResultsCache
 
     cache = ResultsCache(cache_path)
     if not cache.path.exists():

@@ -11,18 +11,28 @@ from pathlib import Path
 import pytest
 import yaml
 
-from costmodels.backends import (BACKEND_NAMES, Backend, BackendError, BackendTimeout, BackendUnavailable,
-                                 BuiltinBackend, TimeloopBackend, TimeloopModelBackend, backend_status,
-                                 find_timeloop, get_backend)
+from costmodels.backends import (
+    BACKEND_NAMES,
+    Backend,
+    BackendError,
+    BackendTimeout,
+    BackendUnavailable,
+    BuiltinBackend,
+    TimeloopBackend,
+    TimeloopModelBackend,
+    backend_status,
+    find_timeloop,
+    get_backend,
+)
 from costmodels.backends import timeloop as timeloop_module
 from costmodels.backends.pytimeloop_runner import merge
-from costmodels.build import WorkloadCost, WorkloadFailure
 from costmodels.errors import MappingError, UnknownNameError
-from costmodels.mapping_yaml import mapping_yaml, read_mapping
-from costmodels.problem_yaml import problem_yaml, read_problem
-from costmodels.spec import SPECS_ROOT, load_spec
-from costmodels.sweep import run_sweep
-from costmodels.timeloop_output import read_timeloop_output
+from costmodels.sweep.records import WorkloadCost, WorkloadFailure
+from costmodels.sweep.runner import run_sweep
+from costmodels.timeloop.mapping_yaml import mapping_yaml, read_mapping
+from costmodels.timeloop.output import read_timeloop_output
+from costmodels.timeloop.problem_yaml import problem_yaml, read_problem
+from costmodels.timeloop.spec import SPECS_ROOT, load_spec
 
 REFERENCE = Path(__file__).parent / "data" / "timeloop_reference"
 SMALL, OTHER = "r20_sub1_1x1_16_8", "r20_s2_3x3_32_32"
@@ -212,7 +222,7 @@ cp "{ref}/timeloop-mapper.stats.txt" timeloop-model.stats.txt
     assert f"mapping=builtin {BuiltinBackend().version}" in backend.settings_key
     w = workload(SMALL)
     ev = backend.evaluate(w, spec)
-    from costmodels.mapper import find_mapping
+    from costmodels.model.mapper import find_mapping
     mapping = find_mapping(w, spec).mapping
     assert ev.mapping == mapping and ev.backend == "timeloop-model" and ev.cycles == 2048
     assert (log / "map.yaml").read_text().strip() == mapping_yaml(mapping, spec).strip()
@@ -316,8 +326,8 @@ def test_doctor_reports_backends_and_reasons(tmp_path, capsys):
     import argparse
     import json
 
+    from costmodels.cli.cache import add_doctor_parser
     from costmodels.doctor import doctor_checks, doctor_report
-    from costmodels.sweep_cli import add_doctor_parser
 
     recording_mapper(tmp_path / "bin", tmp_path / "log")
     report = doctor_report(timeloop_bin=tmp_path / "bin", cache_path=tmp_path / "c.sqlite")

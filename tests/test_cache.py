@@ -13,12 +13,12 @@ from dataclasses import replace
 import pytest
 
 from costmodels.backends import BuiltinBackend
-from costmodels.cache import CacheError, ResultsCache, cache_key, default_cache_path
-from costmodels.evaluation import Evaluation
-from costmodels.mapping import Mapping
-from costmodels.spec import SPECS_ROOT, load_spec
-from costmodels.sweep import run_sweep
-from costmodels.workloads import Workload
+from costmodels.problems.workloads import Workload
+from costmodels.sweep.cache import CacheError, ResultsCache, cache_key, default_cache_path
+from costmodels.sweep.runner import run_sweep
+from costmodels.timeloop.evaluation import Evaluation
+from costmodels.timeloop.mapping import Mapping
+from costmodels.timeloop.spec import SPECS_ROOT, load_spec
 
 W1 = Workload(C=16, M=8, R=1, S=1, N=1, P=32, Q=32)
 W2 = Workload(C=32, M=32, R=3, S=3, N=1, P=16, Q=16, Wstride=2, Hstride=2)
@@ -90,9 +90,9 @@ def test_key_is_stable_and_content_sensitive(spec, tmp_path):
     # Another process computes the same key.
     code = textwrap.dedent(f"""
         from types import SimpleNamespace
-        from costmodels.cache import cache_key
-        from costmodels.spec import load_spec
-        from costmodels.workloads import Workload
+        from costmodels.sweep.cache import cache_key
+        from costmodels.timeloop.spec import load_spec
+        from costmodels.problems.workloads import Workload
         backend = SimpleNamespace(name="counting", version="1", settings_key="s=1")
         print(cache_key(Workload(**{W1.__dict__!r}), load_spec("eyeriss"), backend))
     """)
@@ -150,7 +150,7 @@ def test_unreadable_entry_is_recomputed(spec, cache):
 
 _WRITER = """
 import sys
-from costmodels.cache import ResultsCache
+from costmodels.sweep.cache import ResultsCache
 path, name, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
 cache = ResultsCache(path)
 for i in range(n):
@@ -227,7 +227,7 @@ def test_a_cache_travels_as_its_path(cache):
 def test_cache_commands(spec, tmp_path, capsys):
     import argparse
 
-    from costmodels.sweep_cli import add_cache_parser
+    from costmodels.cli.cache import add_cache_parser
 
     parser = argparse.ArgumentParser()
     add_cache_parser(parser.add_subparsers(dest="command"))

@@ -1,7 +1,7 @@
 import pytest
 
-from costmodels.candidates import Form, RankGrid, Tucker2Candidate, candidates_for, network_candidates
-from costmodels.layers import ConvLayer
+from costmodels.network.layers import ConvLayer
+from costmodels.problems.candidates import Form, RankGrid, Tucker2Candidate, candidates_for, network_candidates
 
 
 def conv(c, f, k=3, size=14, stride=1, groups=1, name="l"):

@@ -4,8 +4,8 @@ import sys
 
 import pytest
 
-from costmodels.cli import main
-from costmodels.problem_yaml import read_problem
+from costmodels.cli.main import main
+from costmodels.timeloop.problem_yaml import read_problem
 
 
 def run(capsys, *argv):
@@ -31,7 +31,7 @@ def test_unknown_arch_lists_what_exists(capsys):
 
 
 def test_bad_flag_exits_2_without_traceback():
-    result = subprocess.run([sys.executable, "-m", "costmodels.cli", "layers", "--bogus"], capture_output=True,
+    result = subprocess.run([sys.executable, "-m", "costmodels.cli.main", "layers", "--bogus"], capture_output=True,
                             text=True)
     assert result.returncode == 2
     assert "unrecognized arguments: --bogus" in result.stderr and "Traceback" not in result.stderr

@@ -14,9 +14,9 @@ from onnx import TensorProto, helper
 from torch import nn
 
 from costmodels.errors import CostModelError
-from costmodels.extract import layers_from_module, layers_from_onnx
-from costmodels.layers import ConvLayer
-from costmodels.zoo import build_model, model_input_shape, zoo_layers
+from costmodels.network.extract import layers_from_module, layers_from_onnx
+from costmodels.network.layers import ConvLayer
+from costmodels.network.zoo import build_model, model_input_shape, zoo_layers
 
 
 def _export(model: nn.Module, input_shape: tuple[int, ...], path: Path, **options) -> Path:

@@ -7,16 +7,24 @@ import json
 
 import pytest
 
-from costmodels.build import LUT, WorkloadCost, WorkloadFailure, assemble_lut, lut_csv
-from costmodels.candidates import RankGrid, network_candidates
+from costmodels.cli.predict import add_fit_parser, add_lut_parser
 from costmodels.errors import CostModelError
-from costmodels.lut_export import COLUMNS, LUT_FORMAT_VERSION, LUTFileError, export_lut, load_lut, provenance, \
-    sourced_lut
-from costmodels.persistence import load_predictors
-from costmodels.predict_cli import add_fit_parser, add_lut_parser
-from costmodels.spec import load_spec
-from costmodels.workloads import layer_workloads, network_workloads
-from costmodels.zoo import zoo_layers
+from costmodels.lut.build import LUT, assemble_lut, lut_csv
+from costmodels.lut.export import (
+    COLUMNS,
+    LUT_FORMAT_VERSION,
+    LUTFileError,
+    export_lut,
+    load_lut,
+    provenance,
+    sourced_lut,
+)
+from costmodels.network.zoo import zoo_layers
+from costmodels.predictors.persistence import load_predictors
+from costmodels.problems.candidates import RankGrid, network_candidates
+from costmodels.problems.workloads import layer_workloads, network_workloads
+from costmodels.sweep.records import WorkloadCost, WorkloadFailure
+from costmodels.timeloop.spec import load_spec
 
 PROVENANCE_KEYS = {"format", "format_version", "network", "arch", "spec_hash", "backend", "backend_version",
                    "toolkit_version", "clock_hz", "source", "predictor", "predictor_accuracy", "created"}

@@ -18,13 +18,13 @@ import pytest
 import yaml
 
 from costmodels.errors import MappingError
-from costmodels.mapper import OBJECTIVES, MapperResult, _Nest, _Search, find_mapping
-from costmodels.mapping import LevelMapping, Mapping
-from costmodels.mapping_yaml import read_mapping
-from costmodels.model import evaluate
-from costmodels.problem_yaml import read_problem
-from costmodels.spec import ArchSpec, load_spec
-from costmodels.workloads import DATA_SPACES, DIMENSIONS, Workload
+from costmodels.model.analytical import evaluate
+from costmodels.model.mapper import OBJECTIVES, MapperResult, _Nest, _Search, find_mapping
+from costmodels.problems.workloads import DATA_SPACES, DIMENSIONS, Workload
+from costmodels.timeloop.mapping import LevelMapping, Mapping
+from costmodels.timeloop.mapping_yaml import read_mapping
+from costmodels.timeloop.problem_yaml import read_problem
+from costmodels.timeloop.spec import ArchSpec, load_spec
 
 REFERENCE = Path(__file__).parent / "data" / "timeloop_reference"
 ROOT = Path(__file__).resolve().parent.parent
@@ -211,8 +211,8 @@ def test_same_input_same_output(eyeriss: ArchSpec) -> None:
 
 def test_same_output_across_processes() -> None:
     """Set iteration order changes with the hash seed between processes; the answer must not."""
-    script = ("import json; from costmodels.mapper import find_mapping; from costmodels.spec import load_spec; "
-              "from costmodels.workloads import Workload; spec = load_spec('eyeriss'); "
+    script = ("import json; from costmodels.model.mapper import find_mapping; from costmodels.timeloop.spec import load_spec; "
+              "from costmodels.problems.workloads import Workload; spec = load_spec('eyeriss'); "
               f"cases = {[w.bounds | w.coefficients for w in _DETERMINISM_CASES]!r}; "
               "print(json.dumps([[r.mapping.compact(), r.evaluation.energy_pj] "
               "for r in (find_mapping(Workload(**c), spec) for c in cases)]))")

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 
 from costmodels.errors import MappingError
-from costmodels.mapping import LevelMapping, Mapping
-from costmodels.mapping_yaml import mapping_yaml, read_mapping
-from costmodels.spec import load_spec
-from costmodels.workloads import DIMENSIONS
+from costmodels.problems.workloads import DIMENSIONS
+from costmodels.timeloop.mapping import LevelMapping, Mapping
+from costmodels.timeloop.mapping_yaml import mapping_yaml, read_mapping
+from costmodels.timeloop.spec import load_spec
 
 REFERENCE = Path(__file__).parent / "data" / "timeloop_reference" / "runs"
 MAP_FILES = sorted(REFERENCE.glob("*/timeloop-mapper.map.yaml"))

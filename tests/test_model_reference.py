@@ -13,13 +13,13 @@ from pathlib import Path
 import pytest
 
 from costmodels.errors import MappingError
-from costmodels.mapping import LevelMapping, Mapping
-from costmodels.mapping_yaml import read_mapping
-from costmodels.model import cycles_only, evaluate
-from costmodels.problem_yaml import read_problem
-from costmodels.spec import load_spec
-from costmodels.timeloop_output import read_stats
-from costmodels.workloads import DIMENSIONS, Workload
+from costmodels.model.analytical import cycles_only, evaluate
+from costmodels.problems.workloads import DIMENSIONS, Workload
+from costmodels.timeloop.mapping import LevelMapping, Mapping
+from costmodels.timeloop.mapping_yaml import read_mapping
+from costmodels.timeloop.output import read_stats
+from costmodels.timeloop.problem_yaml import read_problem
+from costmodels.timeloop.spec import load_spec
 
 REFERENCE = Path(__file__).parent / "data" / "timeloop_reference"
 RUNS = sorted(p.name for p in (REFERENCE / "runs").iterdir())

@@ -9,20 +9,37 @@ import zipfile
 import numpy as np
 import pytest
 
-from costmodels.accuracy import assess, candidate_costs, candidate_metrics, error_metrics, mean_kendall_tau, \
-    workload_values
 from costmodels.backends import get_backend
-from costmodels.build import WorkloadCost
-from costmodels.candidates import RankGrid, network_candidates
-from costmodels.features import feature_set, touched_sizes
-from costmodels.persistence import FORMAT_VERSION, PredictorFileError, load_predictors, read_metadata, \
-    save_predictors
-from costmodels.predictor import CostPredictor, PredictorError, Predictors, compare_estimators, fit_predictors
-from costmodels.sampling import SamplingError, active_sampling, candidate_order, space_filling
-from costmodels.spec import SPECS_ROOT, load_spec
-from costmodels.sweep import run_sweep
-from costmodels.workloads import Workload, layer_workloads, network_workloads, subconv_workloads
-from costmodels.zoo import zoo_layers
+from costmodels.network.zoo import zoo_layers
+from costmodels.predictors.accuracy import (
+    assess,
+    candidate_costs,
+    candidate_metrics,
+    error_metrics,
+    mean_kendall_tau,
+    workload_values,
+)
+from costmodels.predictors.estimators import (
+    CostPredictor,
+    PredictorError,
+    Predictors,
+    compare_estimators,
+    fit_predictors,
+)
+from costmodels.predictors.features import feature_set, touched_sizes
+from costmodels.predictors.persistence import (
+    FORMAT_VERSION,
+    PredictorFileError,
+    load_predictors,
+    read_metadata,
+    save_predictors,
+)
+from costmodels.predictors.sampling import SamplingError, active_sampling, candidate_order, space_filling
+from costmodels.problems.candidates import RankGrid, network_candidates
+from costmodels.problems.workloads import Workload, layer_workloads, network_workloads, subconv_workloads
+from costmodels.sweep.records import WorkloadCost
+from costmodels.sweep.runner import run_sweep
+from costmodels.timeloop.spec import SPECS_ROOT, load_spec
 
 
 @pytest.fixture(scope="module")

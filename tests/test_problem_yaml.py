@@ -3,8 +3,8 @@ from pathlib import Path
 import pytest
 
 from costmodels.errors import WorkloadFileError
-from costmodels.problem_yaml import problem_yaml, read_problem, write_problem
-from costmodels.workloads import Workload
+from costmodels.problems.workloads import Workload
+from costmodels.timeloop.problem_yaml import problem_yaml, read_problem, write_problem
 
 REFERENCE = Path(__file__).parent / "data" / "timeloop_reference" / "workloads"
 

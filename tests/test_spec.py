@@ -5,7 +5,7 @@ import pytest
 import yaml
 
 from costmodels.errors import SpecError, UnknownNameError
-from costmodels.spec import SPECS_ROOT, available_targets, load_spec
+from costmodels.timeloop.spec import SPECS_ROOT, available_targets, load_spec
 
 
 @pytest.fixture(scope="module")

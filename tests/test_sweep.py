@@ -14,16 +14,17 @@ from pathlib import Path
 import pytest
 
 from costmodels.backends import BuiltinBackend
-from costmodels.build import WorkloadCost, WorkloadFailure, assemble_lut, lut_csv
-from costmodels.cache import ResultsCache, cache_key
-from costmodels.candidates import RankGrid, network_candidates
 from costmodels.errors import MappingError
-from costmodels.evaluation import Evaluation
-from costmodels.mapping import Mapping
-from costmodels.sources import load_layers
-from costmodels.spec import load_spec
-from costmodels.sweep import WORKER_DIED, run_sweep
-from costmodels.workloads import Workload, network_workloads
+from costmodels.lut.build import assemble_lut, lut_csv
+from costmodels.network.sources import load_layers
+from costmodels.problems.candidates import RankGrid, network_candidates
+from costmodels.problems.workloads import Workload, network_workloads
+from costmodels.sweep.cache import ResultsCache, cache_key
+from costmodels.sweep.records import WorkloadCost, WorkloadFailure
+from costmodels.sweep.runner import WORKER_DIED, run_sweep
+from costmodels.timeloop.evaluation import Evaluation
+from costmodels.timeloop.mapping import Mapping
+from costmodels.timeloop.spec import load_spec
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -127,10 +128,10 @@ def test_a_workload_that_always_kills_its_worker_fails_alone(spec, tmp_path):
 _SWEEP_SCRIPT = """
 import json, sys, time
 from costmodels.backends import BuiltinBackend
-from costmodels.cache import ResultsCache
-from costmodels.spec import load_spec
-from costmodels.sweep import run_sweep
-from costmodels.workloads import Workload
+from costmodels.sweep.cache import ResultsCache
+from costmodels.timeloop.spec import load_spec
+from costmodels.sweep.runner import run_sweep
+from costmodels.problems.workloads import Workload
 
 
 class SlowBuiltin(BuiltinBackend):
@@ -230,7 +231,7 @@ def test_unreachable_scheduler_is_a_clear_error(spec):
 def test_progress_plain_log_lines_and_terminal_bar(spec):
     import io
 
-    from costmodels.sweep_cli import SweepProgress
+    from costmodels.cli.sweep_args import SweepProgress
 
     stream = io.StringIO()
     with SweepProgress("resnet20 on eyeriss", stream=stream, interval_s=0, tty=False) as progress:
@@ -250,8 +251,8 @@ def test_progress_plain_log_lines_and_terminal_bar(spec):
 def test_backend_flags_and_failure_report(spec, tmp_path, capsys):
     import argparse
 
-    from costmodels.build import WorkloadFailure
-    from costmodels.sweep_cli import add_backend_arguments, cache_from_args, report_failures
+    from costmodels.cli.sweep_args import add_backend_arguments, cache_from_args, report_failures
+    from costmodels.sweep.records import WorkloadFailure
 
     parser = argparse.ArgumentParser()
     add_backend_arguments(parser)

@@ -6,11 +6,16 @@ from pathlib import Path
 
 import pytest
 
-from costmodels.problem_yaml import read_problem
-from costmodels.spec import load_spec
-from costmodels.timeloop_output import (TimeloopOutputError, parse_stats, read_stats, read_timeloop_output,
-                                        stats_to_evaluation)
-from costmodels.workloads import Workload
+from costmodels.problems.workloads import Workload
+from costmodels.timeloop.output import (
+    TimeloopOutputError,
+    parse_stats,
+    read_stats,
+    read_timeloop_output,
+    stats_to_evaluation,
+)
+from costmodels.timeloop.problem_yaml import read_problem
+from costmodels.timeloop.spec import load_spec
 
 REFERENCE = Path(__file__).parent / "data" / "timeloop_reference"
 ROWS = {row["name"]: row for row in csv.DictReader((REFERENCE / "results.csv").open())}

@@ -1,6 +1,6 @@
-from costmodels.candidates import Form, RankGrid, Tucker2Candidate, network_candidates
-from costmodels.layers import ConvLayer
-from costmodels.workloads import Workload, layer_workloads, network_workloads, subconv_workloads
+from costmodels.network.layers import ConvLayer
+from costmodels.problems.candidates import Form, RankGrid, Tucker2Candidate, network_candidates
+from costmodels.problems.workloads import Workload, layer_workloads, network_workloads, subconv_workloads
 
 
 def test_workload_of_a_strided_layer_uses_timeloop_dimension_names():

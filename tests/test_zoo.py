@@ -15,9 +15,9 @@ with warnings.catch_warnings():
     import thop
 
 from costmodels.errors import UnknownNameError
-from costmodels.extract import layers_from_module
-from costmodels.layers import ConvLayer
-from costmodels.zoo import (
+from costmodels.network.extract import layers_from_module
+from costmodels.network.layers import ConvLayer
+from costmodels.network.zoo import (
     MODELS,
     _zoo_layers,
     available_models,
@@ -207,7 +207,7 @@ def test_unknown_model_lists_available_ones(call) -> None:
 
 def test_zoo_layers_is_fast_and_torch_free() -> None:
     # every CLI command lists a model's layers; importing torch alone would cost seconds
-    code = ("import sys, costmodels.zoo as z; z.zoo_layers('resnet18'); "
+    code = ("import sys, costmodels.network.zoo as z; z.zoo_layers('resnet18'); "
             "print('torch' in sys.modules)")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "False"

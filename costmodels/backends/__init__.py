@@ -15,14 +15,20 @@ from __future__ import annotations
 
 from typing import NamedTuple, Protocol, runtime_checkable
 
-from ..errors import UnknownNameError
-from ..evaluation import Evaluation
-from ..spec import ArchSpec
-from ..workloads import Workload
-from .base import BackendError, BackendTimeout, BackendUnavailable
-from .builtin import BuiltinBackend
-from .timeloop import (DEFAULT_TIMEOUT_S, TimeloopBackend, TimeloopModelBackend, TimeloopTools, accelergy_status,
-                       find_timeloop)
+from costmodels.backends.base import BackendError, BackendTimeout, BackendUnavailable
+from costmodels.backends.builtin import BuiltinBackend
+from costmodels.backends.timeloop import (
+    DEFAULT_TIMEOUT_S,
+    TimeloopBackend,
+    TimeloopModelBackend,
+    TimeloopTools,
+    accelergy_status,
+    find_timeloop,
+)
+from costmodels.errors import UnknownNameError
+from costmodels.problems.workloads import Workload
+from costmodels.timeloop.evaluation import Evaluation
+from costmodels.timeloop.spec import ArchSpec
 
 BACKEND_NAMES = ("builtin", "timeloop", "timeloop-model")
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..errors import CostModelError, MappingError
+from costmodels.errors import CostModelError, MappingError
 
 
 class BackendError(MappingError):

@@ -37,13 +37,13 @@ from typing import Any
 
 import yaml
 
-from ..errors import CostModelError
-from ..evaluation import Evaluation
-from ..mapping import Mapping
-from ..problem_yaml import write_problem
-from ..spec import ArchSpec
-from ..workloads import Workload
-from .base import BackendError, BackendTimeout, BackendUnavailable
+from costmodels.backends.base import BackendError, BackendTimeout, BackendUnavailable
+from costmodels.errors import CostModelError
+from costmodels.problems.workloads import Workload
+from costmodels.timeloop.evaluation import Evaluation
+from costmodels.timeloop.mapping import Mapping
+from costmodels.timeloop.problem_yaml import write_problem
+from costmodels.timeloop.spec import ArchSpec
 
 DEFAULT_TIMEOUT_S = 1800.0
 ENV_BIN = "COSTMODEL_TIMELOOP_BIN"
@@ -297,7 +297,7 @@ class TimeloopBackend:
 
     def _run(self, workload: Workload, spec: ArchSpec, folder: Path, inputs: list[str],
              mapping: Mapping | None) -> Evaluation:
-        from ..timeloop_output import TimeloopOutputError, read_timeloop_output
+        from costmodels.timeloop.output import TimeloopOutputError, read_timeloop_output
 
         code, log = run_tool([*self.tools.command, *inputs], folder, self.timeout_s, self.tool)
         if code != 0:
@@ -344,14 +344,14 @@ class TimeloopModelBackend(TimeloopBackend):
 
     @property
     def settings_key(self) -> str:
-        from .builtin import BuiltinBackend
+        from costmodels.backends.builtin import BuiltinBackend
 
         builtin = BuiltinBackend()
         return f"mapping=builtin {builtin.version} {builtin.settings_key};{super().settings_key}"
 
     def evaluate(self, workload: Workload, spec: ArchSpec, mapping: Mapping | None = None) -> Evaluation:
-        from ..mapper import find_mapping
-        from ..mapping_yaml import mapping_yaml
+        from costmodels.model.mapper import find_mapping
+        from costmodels.timeloop.mapping_yaml import mapping_yaml
 
         if mapping is None:
             mapping = find_mapping(workload, spec).mapping

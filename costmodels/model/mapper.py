@@ -1,0 +1,840 @@
+"""A deterministic mapper for the built-in cost model: the best mapping of a workload on a target.
+
+The search covers the map space `timeloop-mapper` draws from: per dimension, exact factorizations of the
+bound over every level's temporal loop and spatial fan-out, within the spec's architecture and mapspace
+constraints, the fan-out of each level, the capacity of each buffer and its keep/bypass rules. Instead of
+sampling it, the search enumerates it in an order that lets most of it go unscored:
+
+1. Spatial assignments first. They fix the compute cycles (MACs / utilized PEs), a lower bound on the
+   cycles of every mapping that extends them, so under a delay-first objective whole groups are cut once
+   a mapping no slower than their bound is known.
+2. Temporal factorizations of what remains, one dimension at a time as whole numpy arrays, dropping a
+   partial assignment as soon as a buffer overflows with the dimensions not yet placed at their minimum.
+3. Every survivor gets a fast access-count estimate (the reuse analysis of a Timeloop-style model,
+   vectorized over thousands of candidates). The estimate only ranks; the few best candidates are then
+   priced by the real model (`model.evaluate`), which alone decides the answer.
+
+Loop orders fixed by constraints are used as given. Where a level's order is free, it is chosen per
+level by coordinate descent on the estimate, over one order per distinct reuse pattern (orders that
+differ only in unit loops, or in loops that reuse the same tiles, are one).
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+from dataclasses import astuple, dataclass, replace
+from functools import cached_property, lru_cache
+from math import ceil, prod
+
+import numpy as np
+
+from costmodels.errors import MappingError
+from costmodels.model.analytical import evaluate
+from costmodels.problems.workloads import DATA_SPACES, DIMENSIONS, Workload
+from costmodels.timeloop.evaluation import Evaluation
+from costmodels.timeloop.mapping import LevelMapping, Mapping
+from costmodels.timeloop.spec import ArchSpec, LoopConstraint
+
+OBJECTIVES = ("delay", "energy", "edp")
+
+_ND = len(DIMENSIONS)
+_DIM = {d: i for i, d in enumerate(DIMENSIONS)}
+_C, _M, _R, _S, _N, _P, _Q = (_DIM[d] for d in "CMRSNPQ")
+_RELEVANT = {
+    "Weights": frozenset((_C, _M, _R, _S)),
+    "Inputs": frozenset((_N, _C, _R, _S, _P, _Q)),
+    "Outputs": frozenset((_N, _M, _P, _Q)),
+}
+_PADDABLE = (_C, _M, _P, _Q)   # zero channels or discarded output pixels; R/S/N would change the layer
+
+# How many of the best-estimated candidates the real model prices. The estimate reproduces the model's
+# counts, so the first is normally the answer; the others guard against any disagreement.
+_PRICED = 4
+# Partial temporal factorizations are checked against the buffers once they exceed this many rows.
+_CHECK_ROWS = 4096
+# Free loop orders are chosen on this many of the best-estimated candidates.
+_ORDER_ROWS = 256
+
+
+@dataclass(frozen=True)
+class MapperResult:
+    """The best mapping found and its evaluation by the real model.
+
+    ``workload`` is what the mapping covers: the input workload, or with padding allowed, a padded copy.
+    ``considered`` counts legal candidate mappings scored by the estimate, ``evaluated`` those priced by
+    the model.
+    """
+
+    mapping: Mapping
+    evaluation: Evaluation
+    workload: Workload
+    objective: tuple[str, ...]
+    considered: int
+    evaluated: int
+
+
+def find_mapping(workload: Workload, spec: ArchSpec, objective: tuple[str, ...] | None = None,
+                 allow_padding: bool = False) -> MapperResult:
+    """Best mapping of ``workload`` on ``spec`` under ``objective`` (default: the spec's metrics).
+
+    Metrics are compared in order (lexicographic): "delay" (cycles), "energy", "edp" (cycles x energy).
+    With ``allow_padding`` the mapper may also pad C, M, P or Q up to a size with more useful factors
+    when that wins; the result's ``workload`` then shows the padded bounds.
+    Raises ``MappingError`` with the reason when no legal mapping exists.
+    """
+    metrics = tuple(objective) if objective is not None else tuple(spec.metrics)
+    unknown = [m for m in metrics if m not in OBJECTIVES]
+    if not metrics or unknown:
+        raise ValueError(f"objective {metrics!r}: each metric must be one of {', '.join(OBJECTIVES)}")
+    if not allow_padding:
+        return _Search(workload, spec, metrics).run()
+    return _padded_search(workload, spec, metrics)
+
+
+# --- the map space ---------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class _Level:
+    """What the spec allows at one storage level, for one workload."""
+
+    name: str
+    fanout: tuple[int, int]
+    size: int | None
+    block: int
+    read_energy: float
+    write_energy: float
+    read_bandwidth: float | None
+    write_bandwidth: float | None
+    temporal_fixed: tuple[int, ...]       # per dimension; 0 = free
+    spatial_fixed: tuple[int, ...]        # per dimension; 0 = free
+    temporal_prefix: tuple[int, ...]      # dimensions whose order is fixed, innermost first
+    spatial_prefix: tuple[int, ...]
+    split: int | None
+    keep_options: tuple[frozenset[str], ...]
+
+    @property
+    def spatial(self) -> bool:
+        return self.fanout[0] * self.fanout[1] > 1
+
+
+def _merged(constraints: tuple[LoopConstraint, ...], level: str, kind: str
+            ) -> tuple[dict[str, int], tuple[str, ...], int | None]:
+    """Factors, permutation and split that all of a level's constraints of one kind set together."""
+    factors: dict[str, int] = {}
+    permutation: tuple[str, ...] = ()
+    split: int | None = None
+    for c in constraints:
+        for dim, value in c.factors:
+            if dim in factors and factors[dim] != value:
+                raise MappingError(f"constraints conflict at {level} ({kind}): {dim}={factors[dim]} and "
+                                   f"{dim}={value}")
+            factors[dim] = value
+        if c.permutation:
+            if permutation and permutation != c.permutation:
+                raise MappingError(f"constraints conflict at {level} ({kind}): two loop permutations")
+            permutation = c.permutation
+        if c.split is not None:
+            split = c.split
+    return factors, permutation, split
+
+
+def _levels(workload: Workload, spec: ArchSpec) -> tuple[_Level, ...]:
+    bounds = workload.bounds
+    outermost = len(spec.storage) - 1
+    levels = []
+    for i, storage in enumerate(spec.storage):
+        fanout = spec.fanout(i)
+        fixed: dict[str, tuple[int, ...]] = {}
+        prefixes: dict[str, tuple[int, ...]] = {}
+        split = None
+        for kind in ("temporal", "spatial"):
+            factors, permutation, kind_split = _merged(spec.constraints_for(storage.name, kind), storage.name,
+                                                       kind)
+            # As in Timeloop: 0 means the whole dimension, and a factor above the bound is clamped to it.
+            fixed[kind] = tuple(min(bounds[d], factors[d]) or bounds[d] if d in factors else 0
+                                for d in DIMENSIONS)
+            prefixes[kind] = tuple(_DIM[d] for d in permutation)
+            if kind == "spatial":
+                split = kind_split
+        if fanout == (1, 1):
+            if any(f > 1 for f in fixed["spatial"]):
+                raise MappingError(f"{storage.name} has no spatial fan-out, yet its constraints fix a spatial "
+                                   f"factor above 1")
+            fixed["spatial"] = (1,) * _ND
+        if i == outermost:
+            keep_options: tuple[frozenset[str], ...] = (frozenset(DATA_SPACES),)
+        else:
+            free = [ds for ds in DATA_SPACES if ds not in storage.keep and ds not in storage.bypass]
+            keep_options = tuple(frozenset(storage.keep) | frozenset(chosen)
+                                 for r in range(len(free) + 1) for chosen in itertools.combinations(free, r))
+        levels.append(_Level(storage.name, fanout, storage.size_words, storage.block_size, storage.read_energy,
+                             storage.write_energy, storage.read_bandwidth, storage.write_bandwidth,
+                             fixed["temporal"], fixed["spatial"], prefixes["temporal"], prefixes["spatial"],
+                             split, keep_options))
+    return tuple(levels)
+
+
+def _footprint(space: str, extent: Sequence[_Factor] | np.ndarray, workload: Workload) -> _Factor:
+    """Words of ``space`` in a tile whose extent along dimension ``d`` is ``extent[d]`` (numbers, or
+    arrays of one value per candidate)."""
+    if space == "Weights":
+        return extent[_C] * extent[_M] * extent[_R] * extent[_S]
+    if space == "Outputs":
+        return extent[_N] * extent[_M] * extent[_P] * extent[_Q]
+    width = (extent[_P] - 1) * workload.Wstride + (extent[_R] - 1) * workload.Wdilation + 1
+    height = (extent[_Q] - 1) * workload.Hstride + (extent[_S] - 1) * workload.Hdilation + 1
+    return extent[_N] * extent[_C] * width * height
+
+
+@lru_cache(maxsize=None)
+def _divisors(n: int) -> tuple[int, ...]:
+    return tuple(k for k in range(1, n + 1) if n % k == 0)
+
+
+@lru_cache(maxsize=None)
+def _ordered_splits(n: int, k: int) -> np.ndarray:
+    """Every way to write ``n`` as an ordered product of ``k`` factors, shape (count, k)."""
+    if k == 0:
+        return np.ones((1 if n == 1 else 0, 0), dtype=np.int64)
+    rows: list[tuple[int, ...]] = []
+
+    def walk(rest: int, prefix: tuple[int, ...]) -> None:
+        if len(prefix) == k - 1:
+            rows.append(prefix + (rest,))
+            return
+        for f in _divisors(rest):
+            walk(rest // f, prefix + (f,))
+
+    walk(n, ())
+    out = np.array(rows, dtype=np.int64).reshape(len(rows), k)
+    out.flags.writeable = False
+    return out
+
+
+@dataclass(frozen=True)
+class _Spatial:
+    """One spatial assignment: per level, the X and Y factor of each dimension."""
+
+    x: tuple[tuple[int, ...], ...]
+    y: tuple[tuple[int, ...], ...]
+
+    @cached_property
+    def pes(self) -> int:
+        return prod(prod(xs) * prod(ys) for xs, ys in zip(self.x, self.y))
+
+
+def _sides(level: _Level, d: int) -> tuple[int, ...]:
+    """Mesh axes (0: X, 1: Y) a non-unit spatial loop over ``d`` may use at ``level``."""
+    if level.split is not None and d in level.spatial_prefix:
+        return (0,) if level.spatial_prefix.index(d) < level.split else (1,)
+    return (0, 1)
+
+
+def _axes_allowed(level: _Level, x: tuple[int, ...], y: tuple[int, ...]) -> bool:
+    """Whether the X/Y placement of the non-unit spatial loops is one a Timeloop permutation and split
+    can express: with a split, listed dimensions sit on the side of the split their position gives and
+    the unlisted ones share the positions left on each side; without one, X takes a prefix of the
+    listed non-unit loops (then any unlisted ones)."""
+    listed = level.spatial_prefix
+    unlisted = [d for d in range(_ND) if d not in listed]
+    if level.split is not None:
+        x_room = max(0, level.split - len(listed))
+        y_room = _ND - max(level.split, len(listed))
+        return sum(x[d] > 1 for d in unlisted) <= x_room and sum(y[d] > 1 for d in unlisted) <= y_room
+    in_x = [x[d] > 1 for d in listed if x[d] > 1 or y[d] > 1]
+    if in_x != sorted(in_x, reverse=True):
+        return False
+    return all(in_x) or not any(x[d] > 1 for d in unlisted)
+
+
+def _level_options(level: _Level, rest: tuple[int, ...]) -> list[tuple[tuple[int, ...], tuple[int, ...]]]:
+    """Every (X factors, Y factors) one level's fan-out can take, given what is left of each bound."""
+    fanout = level.fanout
+    options = [((1,) * _ND, (1,) * _ND, 1, 1)]
+    for d in range(_ND):
+        fixed = level.spatial_fixed[d]
+        factors = [f for f in ((fixed,) if fixed else _divisors(rest[d])) if f > 1]
+        if not factors:
+            continue
+        grown = [option for option in options] if not fixed else []
+        for f in factors:
+            for axis in _sides(level, d):
+                for x, y, px, py in options:
+                    if axis == 0 and px * f <= fanout[0]:
+                        grown.append((x[:d] + (f,) + x[d + 1:], y, px * f, py))
+                    elif axis == 1 and py * f <= fanout[1]:
+                        grown.append((x, y[:d] + (f,) + y[d + 1:], px, py * f))
+        options = grown
+    return [(x, y) for x, y, _, _ in options if _axes_allowed(level, x, y)]
+
+
+def _spatial_assignments(levels: tuple[_Level, ...], residual: tuple[int, ...]) -> list[_Spatial]:
+    """Every legal spatial assignment, given the per-dimension bound left after fixed factors."""
+    ones = (1,) * _ND
+    partial: list[tuple[tuple[int, ...], tuple, tuple]] = [(residual, (), ())]
+    for level in levels:
+        if not level.spatial:
+            partial = [(rest, xs + (ones,), ys + (ones,)) for rest, xs, ys in partial]
+            continue
+        grown = []
+        cache: dict[tuple[int, ...], list] = {}
+        for rest, xs, ys in partial:
+            if rest not in cache:
+                cache[rest] = _level_options(level, rest)
+            for x, y in cache[rest]:
+                # Fixed spatial factors were already divided out of the residual; free ones come out of it.
+                left = tuple(r if level.spatial_fixed[d] else r // (x[d] * y[d]) for d, r in enumerate(rest))
+                grown.append((left, xs + (x,), ys + (y,)))
+        partial = grown
+    return [_Spatial(xs, ys) for _, xs, ys in partial]
+
+
+# --- the estimate ----------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class _Nest:
+    """What a batch of candidates shares besides its factors: keep/bypass choices and loop orders."""
+
+    keep: tuple[frozenset[str], ...]
+    orders: tuple[tuple[int, ...], ...]     # per level, all dimensions innermost first
+
+
+# A factor per (level, dimension): a number when every candidate of a batch shares it, else one value
+# per candidate. Most slots are fixed by constraints, so most of the arithmetic stays scalar.
+_Factor = float | np.ndarray
+_Table = list[list[_Factor]]
+
+
+class _Estimator:
+    """Access counts of a Timeloop-style model, vectorized over candidates, per instance of each level.
+
+    A level's tile of a data space is refetched each time a temporal loop above it that indexes the
+    data space advances, or an outer loop does; irrelevant loops inside the innermost relevant one reuse
+    it. Inputs slide: advancing a P/Q/R/S loop fetches only the new columns or rows. A fan-out sends
+    one copy to children that need the same data (multicast); outputs are read back for accumulation
+    except on their first visit. Counts, energy and the bandwidth stretch of cycles follow the model's
+    own arithmetic; where two loops above a tile move inputs along one axis, inputs follow the model's
+    delta walk itself (``_input_walk``), which the Eyeriss constraints never need.
+    """
+
+    def __init__(self, workload: Workload, levels: tuple[_Level, ...], mac_energy: float):
+        self.workload = workload
+        self.levels = levels
+        self.mac_energy = mac_energy
+        self.steps = {_P: workload.Wstride, _R: workload.Wdilation, _Q: workload.Hstride, _S: workload.Hdilation}
+        self.partner = {_P: _R, _R: _P, _Q: _S, _S: _Q}
+
+    def __call__(self, nest: _Nest, t: _Table, s: _Table, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """(cycles, energy in pJ) estimates of ``n`` candidates with temporal factors ``t`` and spatial
+        factors (X times Y) ``s``."""
+        n_levels = len(self.levels)
+        tiles: _Table = []          # extent of each level's tile, per dimension
+        below: _Table = []          # extent covered below each level's spatial loops
+        for i in range(n_levels):
+            inner = tiles[i - 1] if i else [1.0] * _ND
+            below.append(inner)
+            tiles.append([inner[d] * s[i][d] * t[i][d] for d in range(_ND)])
+        per_level = [prod(t[i]) for i in range(n_levels)]
+        compute = prod(per_level)
+        above: list[_Factor] = [1.0] * n_levels         # temporal iterations above each level
+        instances: list[_Factor] = [1.0] * n_levels     # instances of each level in use
+        for i in range(n_levels - 2, -1, -1):
+            above[i] = above[i + 1] * per_level[i + 1]
+            instances[i] = instances[i + 1] * prod(s[i + 1])
+        zero = np.zeros(n)
+        # Per level and data space: reads, fills, updates of one instance.
+        counts = [[[zero, zero, zero] for _ in DATA_SPACES] for _ in range(n_levels)]
+        for x, space in enumerate(DATA_SPACES):
+            keepers = [i for i in range(n_levels) if space in nest.keep[i]]
+            delivered: _Factor = compute
+            previous = -1
+            for k in keepers:
+                content = delivered * prod(self._groups(space, s[i], below[i]) for i in range(previous + 1, k + 1))
+                words = _footprint(space, tiles[k], self.workload)
+                fetched: _Factor = 0.0
+                visits: _Factor = 1.0
+                if k != keepers[-1]:
+                    changes, visits, sliding = self._refetches(space, k, nest, t, tiles, above)
+                    if space != "Inputs":
+                        fetched = words * changes
+                    elif self._slides_twice(k, nest, t):
+                        fetched = self._input_walk(k, nest, t, tiles, words, n)
+                    else:
+                        fetched = words * sliding
+                if space == "Outputs":
+                    partition = words * visits
+                    fills = fetched - partition if k != keepers[-1] else 0.0
+                    counts[k][x] = [content - partition, fills, content]
+                else:
+                    counts[k][x] = [content, fetched, 0.0]
+                delivered, previous = fetched, k
+        energy = zero + self.workload.macs * self.mac_energy
+        cycles = compute + zero
+        for i, level in enumerate(self.levels):
+            rounded = [[np.rint(zero + c) for c in counts[i][x]] for x in range(len(DATA_SPACES))]
+            for reads, fills, updates in rounded:
+                energy = energy + instances[i] * (np.ceil(reads / level.block) * level.read_energy
+                                                  + np.ceil(fills / level.block) * level.write_energy
+                                                  + np.ceil(updates / level.block) * level.write_energy)
+            if level.read_bandwidth is None and level.write_bandwidth is None:
+                continue
+            # The model's (and Timeloop's) floating-point steps, so that the ceiling agrees.
+            read_rate = write_rate = zero
+            for reads, fills, updates in rounded:
+                read_rate = read_rate + reads / compute
+                write_rate = write_rate + (updates + fills) / compute
+            slowdown = np.ones(n)
+            for rate, bandwidth in ((read_rate, level.read_bandwidth), (write_rate, level.write_bandwidth)):
+                if bandwidth is not None:
+                    short = bandwidth < rate
+                    slowdown = np.where(short, np.minimum(slowdown, bandwidth / np.where(short, rate, 1.0)), slowdown)
+            cycles = np.maximum(cycles, np.where(slowdown == 1.0, compute, np.ceil(compute / slowdown)))
+        return cycles, energy
+
+    def _groups(self, space: str, spatial: list[_Factor], below: list[_Factor]) -> _Factor:
+        """Distinct copies one fan-out sends per delivery: children whose tiles sit at the same
+        offset in the data space share one."""
+        relevant = _RELEVANT[space]
+        if space != "Inputs":
+            return prod(spatial[d] for d in relevant)
+        count = spatial[_N] * spatial[_C]
+        for a, b in ((_P, _R), (_Q, _S)):
+            fa, fb = spatial[a], spatial[b]
+            if not np.any((fa > 1) & (fb > 1)):
+                count = count * fa * fb
+                continue
+            # Both a window dimension and its filter dimension spread here: children can share windows.
+            # Count the distinct offsets once per distinct (factors, steps), packed into one integer key.
+            parts = [np.broadcast_to(np.asarray(v, dtype=np.int64), np.shape(fa) or np.shape(fb) or (1,))
+                     for v in (fa, fb, below[a] * self.steps[a], below[b] * self.steps[b])]
+            key = np.zeros_like(parts[0])
+            for part in parts:
+                key = key * (int(part.max()) + 1) + part
+            _, first, inverse = np.unique(key, return_index=True, return_inverse=True)
+            distinct = np.array([len({i * int(parts[2][r]) + j * int(parts[3][r])
+                                      for i in range(int(parts[0][r])) for j in range(int(parts[1][r]))})
+                                 for r in first], dtype=np.float64)
+            count = count * distinct[inverse.reshape(-1)]
+        return count
+
+    def _slides_twice(self, level: int, nest: _Nest, t: _Table) -> bool:
+        """Whether two loops above ``level`` can move an input tile along the same axis (P and R, or
+        Q and S, or one of them split over levels). Only then can a move past the innermost relevant
+        loop still overlap the tile, which the simple count above misses."""
+        for axis in ((_P, _R), (_Q, _S)):
+            movers = [(j, d) for j in range(level + 1, len(self.levels)) for d in axis
+                      if not (isinstance(t[j][d], float) and t[j][d] == 1.0)]
+            if len(movers) > 1:
+                return True
+        return False
+
+    def _input_walk(self, level: int, nest: _Nest, t: _Table, tiles: _Table, size: _Factor, n: int) -> np.ndarray:
+        """Words one instance of ``level`` fetches of its input tile, by the model's delta walk: each
+        loop's move is its step minus one step of every inner loop that wraps; a move along one axis
+        that still overlaps fetches the new slice, and keeps doing so only in the same direction."""
+        ws, wd, hs, hd = (self.workload.Wstride, self.workload.Wdilation, self.workload.Hstride,
+                          self.workload.Hdilation)
+        extent = tiles[level]
+        width = (extent[_P] - 1) * ws + (extent[_R] - 1) * wd + 1
+        height = (extent[_Q] - 1) * hs + (extent[_S] - 1) * hd + 1
+        # The coordinate of the tile each loop moves (0: N, 1: C, 2: width, 3: height); M moves none,
+        # but advancing it still moves the tile back by the steps of the inner loops that wrap.
+        axis_of = {_N: 0, _C: 1, _P: 2, _R: 2, _Q: 3, _S: 3, _M: None}
+        scale = {_N: 1, _C: 1, _P: ws, _R: wd, _Q: hs, _S: hd, _M: 0}
+        zero = np.zeros(n)
+        wraps = [zero] * 4
+        moves = []          # per loop: bound, present, no move, slides, slide code, words of the slice
+        codes = {0}
+        for j in range(level + 1, len(self.levels)):
+            for d in nest.orders[j]:
+                bound = t[j][d]
+                if isinstance(bound, float) and bound == 1.0:
+                    continue
+                present = zero + (bound > 1)
+                step = tiles[j][d] / bound * scale[d]
+                move = [(step if a == axis_of[d] else 0.0) - wraps[a] for a in range(4)]
+                if axis_of[d] is not None:
+                    wraps[axis_of[d]] = wraps[axis_of[d]] + step * present
+                moved = sum((m != 0).astype(np.int64) for m in move)
+                along_w = (moved == 1) & (move[2] != 0) & (np.abs(move[2]) < width)
+                along_h = (moved == 1) & (move[3] != 0) & (np.abs(move[3]) < height)
+                code = np.where(along_w, np.where(move[2] > 0, 1, 2),
+                                np.where(along_h, np.where(move[3] > 0, 3, 4), 0))
+                words = np.where(along_w, np.abs(move[2]) * size / width,
+                                 np.abs(move[3]) * size / height)
+                codes.update(np.unique(code).tolist())
+                moves.append((bound, present > 0, moved == 0, along_w | along_h, code, words))
+        # Dynamic program over the loops, innermost first, per slide state s (0: none, else the
+        # direction of the last slide): the fetches after the entry visit of the loops walked so far,
+        # and the state they leave behind. A slide continues only in the direction of the previous one.
+        states = np.array(sorted(codes))
+        total = [zero] * len(states)
+        leave = [np.full(n, state) for state in states]
+        for bound, present, still, slides, code, words in moves:
+            position = np.searchsorted(states, code)
+            new_total, new_leave = [], []
+            for i in range(len(states)):
+                whole = ~still & (~slides | ((leave[i] != 0) & (leave[i] != code)))
+                delta = np.where(still, 0.0, np.where(whole, size, words))
+                then = np.where(still | whole, 0, position)
+                new_total.append(total[i] + (bound - 1) * (delta + np.choose(then, total)))
+                new_leave.append(np.where(present, np.choose(then, leave), leave[i]))
+            total, leave = new_total, new_leave
+        return size + total[0]
+
+    def _refetches(self, space: str, level: int, nest: _Nest, t: _Table, tiles: _Table, above: list[_Factor]
+                   ) -> tuple[_Factor, _Factor, _Factor]:
+        """How often the level's tile changes, how many distinct tiles it visits, and the change count
+        weighted by the share actually fetched (sliding windows of inputs)."""
+        relevant = _RELEVANT[space]
+        reuse: _Factor = 1.0
+        visits: _Factor = 1.0
+        slide: _Factor = 1.0
+        searching: bool | np.ndarray = True
+        for j in range(level + 1, len(self.levels)):
+            for d in nest.orders[j]:
+                bound = t[j][d]
+                if isinstance(bound, float) and bound == 1.0:
+                    continue
+                if d not in relevant:
+                    reuse = np.where(searching, reuse * bound, reuse)
+                    continue
+                visits = visits * bound
+                innermost = searching & (bound > 1)
+                if space == "Inputs" and d in self.steps and np.any(innermost):
+                    own, other = tiles[level][d], tiles[level][self.partner[d]]
+                    extent = (own - 1) * self.steps[d] + (other - 1) * self.steps[self.partner[d]] + 1
+                    shift = tiles[j][d] / bound * self.steps[d]
+                    fraction = np.minimum(shift, extent) / extent
+                    slide = np.where(innermost, (1 + (bound - 1) * fraction) / bound, slide)
+                searching = searching & (bound == 1)
+        changes = above[level] / reuse
+        return changes, visits, changes * slide
+
+
+# --- the search ------------------------------------------------------------------------------------
+
+_Key = tuple[float, ...]
+
+
+def _metric_values(metrics: tuple[str, ...], cycles: _Factor, energy: _Factor) -> tuple[_Factor, ...]:
+    """The objective's values, in order; works on numbers and on numpy arrays alike."""
+    values = {"delay": cycles, "energy": energy, "edp": cycles * energy}
+    return tuple(values[m] for m in metrics)
+
+
+@dataclass(frozen=True)
+class _Candidate:
+    key: _Key                 # estimated objective
+    order: int                # enumeration order: the deterministic tie-break
+    nest: _Nest
+    spatial: _Spatial
+    temporal: tuple[tuple[int, ...], ...]
+
+
+class _Search:
+    """One mapping search: a workload, a spec, an objective."""
+
+    def __init__(self, workload: Workload, spec: ArchSpec, metrics: tuple[str, ...]):
+        self.workload = workload
+        self.spec = spec
+        self.metrics = metrics
+        self.levels = _levels(workload, spec)
+        self.estimate = _Estimator(workload, self.levels, spec.compute.mac_energy)
+        # The free temporal slots (level, dimension); a candidate's temporal factors are one value each.
+        self.slots = [(i, d) for i, level in enumerate(self.levels) for d in range(_ND)
+                      if not level.temporal_fixed[d]]
+        self.considered = 0
+        self.evaluated = 0
+
+    # --- driver ---
+    def run(self) -> MapperResult:
+        residual = self._residual()
+        keeps = list(itertools.product(*(level.keep_options for level in self.levels)))
+        self._check_minimum(keeps)
+        spatials = _spatial_assignments(self.levels, residual)
+        if not spatials:
+            level = next(level for level in self.levels if level.spatial and not _level_options(level, residual))
+            fixed = " ".join(f"{DIMENSIONS[d]}={f}" for d, f in enumerate(level.spatial_fixed) if f > 1)
+            raise MappingError(f"no legal mapping for {self.workload.name} on {self.spec.name}: {level.name} fans "
+                               f"out to {level.fanout[0]} x {level.fanout[1]} (X x Y), too few for the spatial "
+                               f"factors its constraints fix ({fixed})")
+        # Under a delay-first objective, spatial assignments go in batches of equal compute cycles, fewest
+        # first (stable sort: ties stay in enumeration order), and once the best mapping is no slower
+        # than a batch's compute cycles, that batch and all after it are cut. Other objectives have no
+        # such bound; they score everything in one vectorized pass.
+        if self.metrics[0] == "delay":
+            spatials.sort(key=lambda s: -s.pes)
+            batches = [list(batch) for _, batch in itertools.groupby(spatials, key=lambda s: s.pes)]
+        else:
+            batches = [spatials]
+        best: tuple[_Key, Mapping, Evaluation] | None = None
+        for batch in batches:
+            if best is not None and self.workload.macs // batch[0].pes > best[0][0]:
+                break
+            candidates = [c for keep in keeps for c in self._candidates(batch, keep, residual)]
+            best = self._price(candidates, best)
+        if best is None:
+            raise MappingError(f"no legal mapping for {self.workload.name} on {self.spec.name}: no factorization "
+                               f"fits every buffer ({self._capacity_summary()})")
+        return MapperResult(best[1], best[2], self.workload, self.metrics, self.considered, self.evaluated)
+
+    def _residual(self) -> tuple[int, ...]:
+        """Per dimension, the bound left for free slots once fixed factors are taken out."""
+        residual = []
+        for d, name in enumerate(DIMENSIONS):
+            bound = self.workload.bounds[name]
+            slots = [f for level in self.levels for f in (level.temporal_fixed[d], level.spatial_fixed[d])]
+            fixed = prod(f for f in slots if f)
+            if bound % fixed or (all(slots) and fixed != bound):
+                where = ", ".join(f"{level.name}={f}" for level in self.levels
+                                  for f in (level.temporal_fixed[d], level.spatial_fixed[d]) if f > 1)
+                raise MappingError(f"no legal mapping for {self.workload.name} on {self.spec.name}: the constraints "
+                                   f"fix {name} factors ({where or 'all 1'}) that cannot multiply to {name}={bound}")
+            residual.append(bound // fixed)
+        return tuple(residual)
+
+    def _check_minimum(self, keeps: list[tuple[frozenset[str], ...]]) -> None:
+        """Fail early, naming the level and the numbers, when a buffer overflows even with every free
+        factor at 1."""
+        fixed = np.array([[level.temporal_fixed[d] or 1 for d in range(_ND)] for level in self.levels])
+        spatial = np.array([[level.spatial_fixed[d] or 1 for d in range(_ND)] for level in self.levels])
+        tiles = np.cumprod(fixed * spatial, axis=0)
+        for i, level in enumerate(self.levels):
+            if level.size is None:
+                continue
+            need, spaces = min((sum(int(_footprint(space, tiles[i], self.workload)) for space in keep[i]),
+                                sorted(keep[i])) for keep in keeps)
+            if need > level.size:
+                raise MappingError(f"no legal mapping for {self.workload.name} on {self.spec.name}: {level.name} "
+                                   f"holds {level.size} words but its smallest tile ({' + '.join(spaces)}) needs "
+                                   f"{need} under the constraints' fixed factors")
+
+    def _capacity_summary(self) -> str:
+        return ", ".join(f"{level.name} {level.size} words" for level in self.levels if level.size is not None)
+
+    # --- enumeration ---
+    def _candidates(self, batch: list[_Spatial], keep: tuple[frozenset[str], ...], residual: tuple[int, ...]
+                    ) -> list[_Candidate]:
+        """The best-estimated candidates of spatial assignments with equal compute cycles."""
+        parts = [(k, self._temporal_columns(spatial, keep, residual)) for k, spatial in enumerate(batch)]
+        parts = [(k, columns) for k, columns in parts if columns.shape[0]]
+        if not parts:
+            return []
+        columns = np.concatenate([columns for _, columns in parts])
+        which = np.concatenate([np.full(columns.shape[0], k) for k, columns in parts])
+        n = columns.shape[0]
+        t: _Table = [[float(f or 1) for f in level.temporal_fixed] for level in self.levels]
+        for c, (i, d) in enumerate(self.slots):
+            t[i][d] = _shared_or_each(columns[:, c])
+        s: _Table = [[_shared_or_each(np.array([sp.x[i][d] * sp.y[i][d] for sp in batch])[which])
+                      for d in range(_ND)] for i in range(len(self.levels))]
+        nest = _Nest(keep, self._orders(keep, t, s, n))
+        cycles, energy = self.estimate(nest, t, s, n)
+        keys = np.stack(_metric_values(self.metrics, cycles, energy))
+        ranked = np.lexsort(keys[::-1])[:_PRICED]
+        base = self.considered
+        self.considered += n
+        candidates = []
+        for r in ranked:
+            temporal = [[level.temporal_fixed[d] or 1 for d in range(_ND)] for level in self.levels]
+            for c, (i, d) in enumerate(self.slots):
+                temporal[i][d] = int(columns[r, c])
+            candidates.append(_Candidate(tuple(float(v) for v in keys[:, r]), base + int(r), nest, batch[which[r]],
+                                         tuple(tuple(level) for level in temporal)))
+        return candidates
+
+    def _temporal_columns(self, spatial: _Spatial, keep: tuple[frozenset[str], ...], residual: tuple[int, ...]
+                          ) -> np.ndarray:
+        """All temporal factorizations that complete ``spatial`` within every buffer: one row per
+        candidate, one column per free temporal slot (``self.slots``)."""
+        spatial_factors = [[x * y for x, y in zip(xs, ys)] for xs, ys in zip(spatial.x, spatial.y)]
+        splits = []
+        for d in range(_ND):
+            free_spatial = prod(spatial_factors[i][d] for i, level in enumerate(self.levels)
+                                if not level.spatial_fixed[d])
+            positions = [c for c, (_, e) in enumerate(self.slots) if e == d]
+            options = _ordered_splits(residual[d] // free_spatial, len(positions))
+            if options.shape[0] == 0:
+                return np.zeros((0, len(self.slots)), dtype=np.int64)
+            if positions:
+                splits.append((options, positions))
+        # Fewest choices first keeps the partial products small while the buffers prune them.
+        splits.sort(key=lambda split: split[0].shape[0])
+        fixed = [[level.temporal_fixed[d] or 1 for d in range(_ND)] for level in self.levels]
+        base = np.cumprod(np.array(fixed) * np.array(spatial_factors), axis=0)
+        columns = np.ones((1, 0), dtype=np.int64)
+        placed: list[int] = []
+        for step, (options, positions) in enumerate(splits):
+            n, k = columns.shape[0], options.shape[0]
+            columns = np.concatenate([np.repeat(columns, k, axis=0), np.tile(options, (n, 1))], axis=1)
+            placed.extend(positions)
+            # Dimensions not placed yet sit at their minimum, so an overflow now is an overflow for good;
+            # checking costs time, so it waits until the rows pile up or all dimensions are placed.
+            if columns.shape[0] > _CHECK_ROWS or step == len(splits) - 1:
+                columns = columns[self._fits(columns, placed, base, keep)]
+                if columns.shape[0] == 0:
+                    return np.zeros((0, len(self.slots)), dtype=np.int64)
+        return columns[:, np.argsort(placed)]
+
+    def _fits(self, columns: np.ndarray, placed: list[int], base: np.ndarray, keep: tuple[frozenset[str], ...]
+              ) -> np.ndarray:
+        """Which rows of partial temporal factors (columns for the slots in ``placed``) fit every buffer."""
+        fits = np.ones(columns.shape[0], dtype=bool)
+        for i, level in enumerate(self.levels):
+            if level.size is None or not keep[i]:
+                continue
+            extent = [int(base[i, d]) for d in range(_ND)]
+            for c, position in enumerate(placed):
+                j, d = self.slots[position]
+                if j <= i:
+                    extent[d] = extent[d] * columns[:, c]
+            fits &= sum(_footprint(space, extent, self.workload) for space in keep[i]) <= level.size
+        return fits
+
+    def _orders(self, keep: tuple[frozenset[str], ...], t: _Table, s: _Table, n: int
+                ) -> tuple[tuple[int, ...], ...]:
+        """Loop order per level: the constraint's, completed; free orders by coordinate descent."""
+        orders = []
+        free_levels = []
+        for i, level in enumerate(self.levels):
+            prefix = level.temporal_prefix
+            rest = tuple(d for d in range(_ND) if d not in prefix)
+            # Only loops that exceed 1 somewhere need an order; the others go outermost, in a fixed order.
+            moving = tuple(d for d in rest if np.max(t[i][d]) > 1)
+            orders.append(prefix + moving + tuple(d for d in rest if d not in moving))
+            # The innermost level's order cannot change any access count, as in Timeloop.
+            if i > 0 and len(moving) > 1:
+                free_levels.append((i, prefix, moving))
+        if not free_levels:
+            return tuple(orders)
+        current = tuple(orders)
+        # The orders matter for the candidates that can win: descend on the best rows under the
+        # starting orders rather than on all of them.
+        cycles, energy = self.estimate(_Nest(keep, current), t, s, n)
+        rows = np.lexsort(np.stack(_metric_values(self.metrics, cycles, energy))[::-1])[:_ORDER_ROWS]
+        t_rows = [[f[rows] if isinstance(f, np.ndarray) else f for f in level] for level in t]
+        s_rows = [[f[rows] if isinstance(f, np.ndarray) else f for f in level] for level in s]
+
+        def score(trial: tuple[tuple[int, ...], ...]) -> _Key:
+            cycles, energy = self.estimate(_Nest(keep, trial), t_rows, s_rows, len(rows))
+            keys = np.stack(_metric_values(self.metrics, cycles, energy))
+            return tuple(float(v) for v in keys[:, np.lexsort(keys[::-1])[0]])
+
+        best = score(current)
+        changed = True
+        while changed:
+            changed = False
+            for i, prefix, moving in free_levels:
+                for perm in _order_classes(moving):
+                    trial = current[:i] + (prefix + perm + tuple(d for d in range(_ND) if d not in prefix + perm),) \
+                        + current[i + 1:]
+                    value = score(trial)
+                    if value < best:
+                        best, current, changed = value, trial, True
+        return current
+
+    # --- pricing by the real model ---
+    def _price(self, candidates: list[_Candidate], best: tuple[_Key, Mapping, Evaluation] | None
+               ) -> tuple[_Key, Mapping, Evaluation] | None:
+        candidates.sort(key=lambda c: (c.key, c.order))
+        for candidate in candidates[:_PRICED]:
+            mapping = self._mapping(candidate)
+            try:
+                evaluation = evaluate(self.workload, self.spec, mapping)
+            except MappingError:
+                continue        # the model is the authority on legality
+            self.evaluated += 1
+            key = _metric_values(self.metrics, evaluation.cycles, evaluation.energy_pj)
+            if best is None or key < best[0]:
+                best = (key, mapping, evaluation)
+        return best
+
+    def _mapping(self, candidate: _Candidate) -> Mapping:
+        levels = []
+        for i, level in enumerate(self.levels):
+            x, y = candidate.spatial.x[i], candidate.spatial.y[i]
+            listed = level.spatial_prefix
+            if listed:
+                spatial_order = listed + tuple(d for d in range(_ND) if d not in listed)
+            else:
+                spatial_order = tuple(sorted(range(_ND), key=lambda d: (0 if x[d] > 1 else 1 if y[d] > 1 else 2, d)))
+            levels.append(LevelMapping(
+                target=level.name,
+                temporal=candidate.temporal[i],
+                temporal_order=tuple(DIMENSIONS[d] for d in candidate.nest.orders[i]),
+                spatial_x=x,
+                spatial_y=y,
+                spatial_order=tuple(DIMENSIONS[d] for d in spatial_order),
+                keep=candidate.nest.keep[i]))
+        return Mapping(tuple(levels))
+
+
+@lru_cache(maxsize=None)
+def _order_classes(moving: tuple[int, ...]) -> tuple[tuple[int, ...], ...]:
+    """One order of the ``moving`` loops per distinct reuse pattern: for each data space, which loops
+    sit inside its innermost relevant loop (they reuse its tile) and, for inputs, which loop that is
+    (it decides the sliding window). Orders alike in all of these count alike when every loop moves."""
+    classes: dict[tuple, tuple[int, ...]] = {}
+    for order in itertools.permutations(moving):
+        pattern = []
+        for space in DATA_SPACES:
+            first = next((k for k, d in enumerate(order) if d in _RELEVANT[space]), len(order))
+            sliding = order[first] if space == "Inputs" and first < len(order) else None
+            pattern.append((frozenset(order[:first]), sliding))
+        classes.setdefault(tuple(pattern), order)
+    return tuple(classes.values())
+
+
+def _shared_or_each(values: np.ndarray) -> _Factor:
+    """One number when all candidates share the value, else the values as floats."""
+    first = values[0]
+    return float(first) if (values == first).all() else values.astype(np.float64)
+
+
+# --- padding ---------------------------------------------------------------------------------------
+
+_PAD_LIMIT = 0.125      # at most this share of extra work per padded dimension
+_PAD_OPTIONS = 3        # padded sizes tried per dimension, smallest first
+
+
+def _padded_search(workload: Workload, spec: ArchSpec, metrics: tuple[str, ...]) -> MapperResult:
+    """Try the workload as it is and with C/M/P/Q padded to sizes that split more evenly over the
+    fan-outs; keep the best by the objective (wasted work counts: the padded MACs are executed)."""
+    axis = sorted({f for i in range(len(spec.storage)) for f in spec.fanout(i) if f > 1})
+    bounds = workload.bounds
+    options: list[tuple[int, ...]] = []
+    for d in range(_ND):
+        bound = bounds[DIMENSIONS[d]]
+        sizes = {bound}
+        if d in _PADDABLE:
+            sizes |= {ceil(bound / f) * f for f in range(2, max(axis, default=1) + 1)
+                      if ceil(bound / f) * f <= bound * (1 + _PAD_LIMIT)}
+        options.append(tuple(sorted(sizes))[: _PAD_OPTIONS + 1])
+    best: MapperResult | None = None
+    best_key: _Key | None = None
+    failures: list[str] = []
+    considered = evaluated = 0
+    shapes = [replace(workload, **dict(zip(DIMENSIONS, sizes))) for sizes in itertools.product(*options)]
+    # Least extra work first, so that under a delay-first objective the bound below cuts early.
+    for padded in sorted(shapes, key=lambda w: (w.macs, astuple(w))):
+        fastest = ceil(padded.macs / spec.peak_macs_per_cycle)
+        if best_key is not None and metrics[0] == "delay" and fastest > best_key[0]:
+            continue
+        try:
+            result = _Search(padded, spec, metrics).run()
+        except MappingError as exc:
+            failures.append(str(exc))
+            continue
+        considered += result.considered
+        evaluated += result.evaluated
+        key = _metric_values(metrics, result.evaluation.cycles, result.evaluation.energy_pj)
+        if best_key is None or key < best_key:
+            best, best_key = result, key
+    if best is None:
+        raise MappingError(failures[0])
+    return replace(best, considered=considered, evaluated=evaluated)
+
+
+__all__ = ["MapperResult", "OBJECTIVES", "find_mapping"]

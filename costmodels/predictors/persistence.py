@@ -1,0 +1,165 @@
+"""Save and load fitted predictors without pickle.
+
+A predictor file is a zip archive holding ``metadata.json`` (format and version, the spec's name
+and content hash, the feature list, each target's estimator and training size, library versions,
+and whatever provenance the caller adds, such as the held-out accuracy) and one skops file per
+target (``cycles.skops``, ``energy.skops``). skops stores an estimator as a JSON schema plus numpy
+arrays and rebuilds only types it is told to trust; the loader accepts scikit-learn's default-trusted
+types plus the explicit list ``TRUSTED_TYPES`` and refuses a file that needs any other.
+
+Loading checks, before any estimator is read: that the file is a predictor file, that its format
+version is one this toolkit reads, that it was fitted for the given spec (same content hash) and
+on the features this toolkit computes. Each failure is a ``PredictorFileError`` with a one-line
+reason.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import platform
+import warnings
+import zipfile
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from costmodels.version import __version__
+from costmodels.errors import CostModelError
+from costmodels.predictors.features import FEATURES_VERSION
+from costmodels.io_utils import atomic_write_bytes
+from costmodels.predictors.estimators import TARGETS, Comparison, CostPredictor, Domain, Predictors
+from costmodels.timeloop.spec import ArchSpec
+
+FORMAT = "haloc-costmodels-predictor"
+FORMAT_VERSION = 1
+METADATA = "metadata.json"
+# Beyond skops' defaults (scikit-learn estimators, numpy arrays), the only type our estimators need.
+TRUSTED_TYPES = ("sklearn.tree._tree.Tree",)
+
+
+class PredictorFileError(CostModelError):
+    """A predictor file that cannot be used here: not one, a newer format, another spec, other
+    features, or a type outside the trusted list."""
+
+
+@dataclass(frozen=True)
+class LoadedPredictors:
+    predictors: Predictors
+    metadata: dict[str, Any]
+
+
+def library_versions() -> dict[str, str]:
+    import numpy
+    import sklearn
+    import skops
+
+    return {"haloc-costmodels": __version__, "scikit-learn": sklearn.__version__, "skops": skops.__version__,
+            "numpy": numpy.__version__, "python": platform.python_version()}
+
+
+def save_predictors(path: str | Path, predictors: Predictors, provenance: dict[str, Any] | None = None) -> Path:
+    """Write ``predictors`` to ``path`` (atomically); ``provenance`` is stored as is in the metadata."""
+    import skops.io
+
+    path = Path(path)
+    features = predictors.cycles.features
+    metadata = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "spec": {"name": features.spec_name, "hash": features.spec_hash},
+        "features": {"version": FEATURES_VERSION, "digest": features.digest, "names": list(features.names)},
+        "targets": {target: {"estimator": predictors[target].estimator_, "n_train": predictors[target].n_train_,
+                             "domain": asdict(predictors[target].domain_),
+                             "comparison": [asdict(c) for c in predictors[target].comparison_]}
+                    for target in TARGETS},
+        "versions": library_versions(),
+        "provenance": provenance or {},
+    }
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr(METADATA, json.dumps(metadata, indent=1) + "\n")
+        for target in TARGETS:
+            archive.writestr(f"{target}.skops", skops.io.dumps(predictors[target].model_))
+    atomic_write_bytes(path, buffer.getvalue())
+    return path
+
+
+def read_metadata(path: str | Path) -> dict[str, Any]:
+    """The metadata of a predictor file, checked for format and version only."""
+    path = Path(path)
+    try:
+        with zipfile.ZipFile(path) as archive:
+            metadata = json.loads(archive.read(METADATA))
+    except FileNotFoundError:
+        raise PredictorFileError(f"{path}: no such file") from None
+    except (zipfile.BadZipFile, KeyError, json.JSONDecodeError, UnicodeDecodeError, IsADirectoryError):
+        raise PredictorFileError(f"{path}: not a predictor file (expected a zip archive with {METADATA}, as "
+                                 f"`costmodel fit` writes)") from None
+    if not isinstance(metadata, dict):
+        raise PredictorFileError(f"{path}: not a predictor file ({METADATA} is not an object)")
+    if metadata.get("format") != FORMAT:
+        raise PredictorFileError(f"{path}: not a predictor file (format {metadata.get('format')!r}, expected "
+                                 f"{FORMAT!r})")
+    version = metadata.get("format_version")
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise PredictorFileError(f"{path}: format_version {version!r} is not a positive integer")
+    if version > FORMAT_VERSION:
+        raise PredictorFileError(f"{path}: predictor format version {version} is newer than this toolkit reads "
+                                 f"(up to {FORMAT_VERSION}); upgrade haloc-costmodels or refit with "
+                                 f"`costmodel fit`")
+    return metadata
+
+
+def load_predictors(path: str | Path, spec: ArchSpec) -> LoadedPredictors:
+    """Read a predictor file written by ``save_predictors`` for ``spec``; see the module docstring."""
+    import skops.io
+
+    path = Path(path)
+    metadata = read_metadata(path)
+    made_for = metadata.get("spec") or {}
+    if made_for.get("hash") != spec.content_hash:
+        raise PredictorFileError(f"{path}: fitted for spec '{made_for.get('name')}' (hash {made_for.get('hash')}), "
+                                 f"not '{spec.name}' (hash {spec.content_hash}); refit with "
+                                 f"`costmodel fit --arch {spec.name}`")
+    probe = CostPredictor(spec)
+    features = metadata.get("features") or {}
+    if features.get("digest") != probe.features.digest:
+        raise PredictorFileError(f"{path}: fitted on features version {features.get('version')} "
+                                 f"(digest {features.get('digest')}); this toolkit computes version "
+                                 f"{FEATURES_VERSION} (digest {probe.features.digest}); refit with `costmodel fit`")
+    _warn_on_versions(path, metadata.get("versions") or {})
+    loaded = {}
+    with zipfile.ZipFile(path) as archive:
+        for target in TARGETS:
+            info = (metadata.get("targets") or {}).get(target)
+            member = f"{target}.skops"
+            if not isinstance(info, dict) or member not in archive.namelist():
+                raise PredictorFileError(f"{path}: no {target} predictor in the file")
+            data = archive.read(member)
+            untrusted = skops.io.get_untrusted_types(data=data)
+            foreign = sorted(set(untrusted) - set(TRUSTED_TYPES))
+            if foreign:
+                raise PredictorFileError(f"{path}: {member} needs types outside the trusted list: "
+                                         f"{', '.join(foreign)}; refusing to load it")
+            model = skops.io.loads(data, trusted=list(untrusted))
+            try:
+                domain = Domain(**info["domain"])
+                comparison = tuple(Comparison(**row) for row in info.get("comparison") or ())
+            except (KeyError, TypeError) as exc:
+                raise PredictorFileError(f"{path}: metadata of the {target} predictor is incomplete: {exc}") from None
+            loaded[target] = CostPredictor.from_fitted(spec, target, str(info.get("estimator")), model,
+                                                       int(info.get("n_train") or 0), domain, comparison)
+    return LoadedPredictors(Predictors(loaded["cycles"], loaded["energy"]), metadata)
+
+
+def _warn_on_versions(path: Path, versions: dict[str, Any]) -> None:
+    """scikit-learn may change an estimator's internals between releases: say so, but let skops try."""
+    import sklearn
+
+    saved = str(versions.get("scikit-learn", ""))
+    if saved.split(".")[:2] != sklearn.__version__.split(".")[:2]:
+        warnings.warn(f"{path}: saved with scikit-learn {saved or 'unknown'}, loading with {sklearn.__version__}; "
+                      f"refit if predictions look wrong", stacklevel=3)

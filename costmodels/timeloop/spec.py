@@ -1,0 +1,391 @@
+"""Load an architecture spec folder (Timeloop YAML vocabulary) into a typed description.
+
+A spec folder holds ``target.yaml`` (name, clock, which files are which) and the Timeloop files it
+names: the architecture tree, constraints, mapper settings and the energy reference table (ERT).
+Storage levels are ordered innermost first, as Timeloop numbers them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from costmodels.errors import SpecError, UnknownNameError
+from costmodels.problems.workloads import DATA_SPACES, DIMENSIONS
+
+SPECS_ROOT = Path(__file__).resolve().parents[2] / "arch_specs"
+METRICS = ("delay", "energy", "edp", "last-level-accesses")
+_INSTANCE_RANGE = re.compile(r"^(?P<base>[A-Za-z_][\w-]*)\[(?P<lo>\d+)\.\.(?P<hi>\d+)\]$")
+
+
+@dataclass(frozen=True)
+class StorageLevel:
+    name: str
+    component_class: str
+    instances: int
+    mesh_x: int
+    size_words: int | None          # None: unbounded (DRAM)
+    word_bits: int
+    block_size: int                 # words per access (vector width)
+    read_bandwidth: float | None    # words/cycle per instance; None: unlimited
+    write_bandwidth: float | None
+    read_energy: float              # pJ per block access
+    write_energy: float
+    keep: frozenset[str]            # data spaces this level must hold
+    bypass: frozenset[str]          # data spaces this level must not hold
+
+    @property
+    def mesh_y(self) -> int:
+        return self.instances // self.mesh_x
+
+
+@dataclass(frozen=True)
+class ComputeLevel:
+    name: str
+    instances: int
+    mesh_x: int
+    mac_energy: float               # pJ per MAC
+
+    @property
+    def mesh_y(self) -> int:
+        return self.instances // self.mesh_x
+
+
+@dataclass(frozen=True)
+class LoopConstraint:
+    """A temporal or spatial constraint on one level's loops.
+
+    ``factors`` maps a dimension to its fixed factor (0: the whole remaining bound); dimensions not
+    listed are free. ``permutation`` lists dimensions innermost first (a partial list fixes the
+    innermost loops). For spatial constraints, the first ``split`` dimensions of the permutation
+    go to the mesh's X axis and the rest to Y.
+    """
+
+    target: str
+    kind: str                       # "temporal" or "spatial"
+    factors: tuple[tuple[str, int], ...]
+    permutation: tuple[str, ...] | None
+    split: int | None
+    source: str                     # "architecture" or "mapspace"
+
+    @property
+    def factor_map(self) -> dict[str, int]:
+        return dict(self.factors)
+
+
+@dataclass(frozen=True)
+class ArchSpec:
+    name: str
+    description: str
+    folder: Path
+    clock_hz: float
+    compute: ComputeLevel
+    storage: tuple[StorageLevel, ...]   # innermost first
+    constraints: tuple[LoopConstraint, ...]
+    metrics: tuple[str, ...]
+    files: tuple[Path, ...]             # the Timeloop input files, for the Timeloop backend
+    content_hash: str                   # over every file of the spec
+
+    def level(self, name: str) -> StorageLevel:
+        for level in self.storage:
+            if level.name == name:
+                return level
+        raise KeyError(name)
+
+    def constraints_for(self, target: str, kind: str) -> tuple[LoopConstraint, ...]:
+        return tuple(c for c in self.constraints if c.target == target and c.kind == kind)
+
+    def fanout(self, index: int) -> tuple[int, int]:
+        """(X, Y) fan-out from storage level ``index`` to the level below it (or the MACs)."""
+        inner = self.compute if index == 0 else self.storage[index - 1]
+        outer = self.storage[index]
+        return inner.mesh_x // outer.mesh_x, inner.mesh_y // outer.mesh_y
+
+    @property
+    def peak_macs_per_cycle(self) -> int:
+        return self.compute.instances
+
+
+def available_targets(root: Path = SPECS_ROOT) -> list[str]:
+    return sorted(p.name for p in root.iterdir() if (p / "target.yaml").is_file()) if root.is_dir() else []
+
+
+def load_spec(name_or_folder: str | Path, root: Path = SPECS_ROOT) -> ArchSpec:
+    """Load a target by name (a folder under ``arch_specs/``) or by path to a spec folder."""
+    folder = Path(name_or_folder)
+    if not (folder / "target.yaml").is_file():
+        candidate = root / str(name_or_folder)
+        if not (candidate / "target.yaml").is_file():
+            raise UnknownNameError("arch", str(name_or_folder), available_targets(root))
+        folder = candidate
+    return _SpecReader(folder.resolve()).read()
+
+
+class _SpecReader:
+    def __init__(self, folder: Path):
+        self.folder = folder
+
+    def read(self) -> ArchSpec:
+        target_file = self.folder / "target.yaml"
+        target = self._section(target_file, "target")
+        name = self._get(target, "name", str, target_file, "target.name")
+        clock = self._get(target, "clock_hz", (int, float), target_file, "target.clock_hz")
+        if clock <= 0:
+            raise SpecError(str(target_file), "target.clock_hz", f"must be > 0, got {clock}")
+        files = self._get(target, "files", dict, target_file, "target.files")
+        arch_file = self._file(files, "architecture", target_file)
+        energy_file = self._file(files, "energy", target_file)
+        mapper_file = self._file(files, "mapper", target_file)
+        constraint_files = [self._path(f, target_file, "target.files.constraints")
+                            for f in self._get(files, "constraints", list, target_file, "target.files.constraints")]
+        component_paths: list[Path] = []
+        if "components" in files:
+            components = self._path(files["components"], target_file, "target.files.components")
+            component_paths = sorted(components.glob("*.yaml")) if components.is_dir() else [components]
+
+        energies = self._energy_table(energy_file)
+        compute, storage = self._architecture(arch_file, energies)
+        level_names = {s.name for s in storage} | {compute.name}
+        constraints: list[LoopConstraint] = []
+        bypass: dict[str, tuple[set[str], set[str]]] = {}
+        for path in constraint_files:
+            constraints.extend(self._constraints(path, level_names, bypass))
+        storage = tuple(
+            StorageLevel(**{**s.__dict__, "keep": frozenset(bypass.get(s.name, (set(), set()))[0]),
+                            "bypass": frozenset(bypass.get(s.name, (set(), set()))[1])})
+            for s in storage)
+        metrics = self._metrics(mapper_file)
+        all_files = [target_file, arch_file, *component_paths, *constraint_files, mapper_file, energy_file]
+        digest = hashlib.sha256()
+        for path in all_files:
+            digest.update(path.relative_to(self.folder).as_posix().encode() + b"\0" + path.read_bytes())
+        return ArchSpec(name=name, description=str(target.get("description", "")), folder=self.folder,
+                        clock_hz=float(clock), compute=compute, storage=storage, constraints=tuple(constraints),
+                        metrics=metrics, files=tuple(all_files[1:]), content_hash=digest.hexdigest()[:16])
+
+    # --- helpers -------------------------------------------------------------------------------
+    def _load(self, path: Path) -> Any:
+        try:
+            return yaml.safe_load(path.read_text())
+        except OSError as exc:
+            raise SpecError(str(path), "<file>", f"cannot read: {exc.strerror or exc}") from None
+        except yaml.YAMLError as exc:
+            raise SpecError(str(path), "<file>", f"not valid YAML: {exc}") from None
+
+    def _section(self, path: Path, key: str) -> dict:
+        document = self._load(path)
+        if not isinstance(document, dict) or not isinstance(document.get(key), dict):
+            raise SpecError(str(path), key, "missing top-level mapping")
+        return document[key]
+
+    @staticmethod
+    def _get(mapping: dict, key: str, kind: type | tuple[type, ...], path: Path, field: str) -> Any:
+        if key not in mapping:
+            raise SpecError(str(path), field, "missing")
+        value = mapping[key]
+        if not isinstance(value, kind) or isinstance(value, bool):
+            names = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
+            raise SpecError(str(path), field, f"expected {names}, got {value!r}")
+        return value
+
+    def _path(self, relative: Any, path: Path, field: str) -> Path:
+        if not isinstance(relative, str):
+            raise SpecError(str(path), field, f"expected a relative path, got {relative!r}")
+        resolved = self.folder / relative
+        if not resolved.exists():
+            raise SpecError(str(path), field, f"file not found: {resolved}")
+        return resolved
+
+    def _file(self, files: dict, key: str, path: Path) -> Path:
+        return self._path(self._get(files, key, str, path, f"target.files.{key}"), path, f"target.files.{key}")
+
+    def _energy_table(self, path: Path) -> dict[str, dict[str, float]]:
+        tables = self._get(self._section(path, "ERT"), "tables", list, path, "ERT.tables")
+        result: dict[str, dict[str, float]] = {}
+        for i, table in enumerate(tables):
+            field = f"ERT.tables[{i}]"
+            if not isinstance(table, dict):
+                raise SpecError(str(path), field, "expected a mapping with name and actions")
+            full = self._get(table, "name", str, path, f"{field}.name")
+            base = re.sub(r"\[\d+\.\.\d+\]", "", full).split(".")[-1]
+            actions: dict[str, float] = {}
+            for j, action in enumerate(self._get(table, "actions", list, path, f"{field}.actions")):
+                afield = f"{field}.actions[{j}]"
+                if not isinstance(action, dict):
+                    raise SpecError(str(path), afield, "expected a mapping with name and energy")
+                aname = self._get(action, "name", str, path, f"{afield}.name")
+                energy = self._get(action, "energy", (int, float), path, f"{afield}.energy")
+                if energy < 0:
+                    raise SpecError(str(path), f"{afield}.energy", f"must be >= 0, got {energy}")
+                # Timeloop v3 charges the most expensive argument variant of an action.
+                actions[aname] = max(actions.get(aname, 0.0), float(energy))
+            result[base] = actions
+        return result
+
+    def _architecture(self, path: Path, energies: dict[str, dict[str, float]]
+                      ) -> tuple[ComputeLevel, list[StorageLevel]]:
+        arch = self._section(path, "architecture")
+        if str(arch.get("version")) != "0.3":
+            raise SpecError(str(path), "architecture.version", f"'{arch.get('version')}' is not supported; "
+                                                               "allowed: 0.3")
+        leaves: list[tuple[str, dict, int, str]] = []   # (name, attributes, instances, field)
+
+        def walk(nodes: Any, field: str, multiplier: int, inherited: dict) -> None:
+            if not isinstance(nodes, list):
+                raise SpecError(str(path), field, "expected a list of nodes")
+            for i, node in enumerate(nodes):
+                nfield = f"{field}[{i}]"
+                if not isinstance(node, dict) or "name" not in node:
+                    raise SpecError(str(path), f"{nfield}.name", "missing")
+                base, count = _instances(node["name"], path, f"{nfield}.name")
+                attributes = {**inherited, **(node.get("attributes") or {})}
+                for j, component in enumerate(node.get("local") or []):
+                    cfield = f"{nfield}.local[{j}]"
+                    if not isinstance(component, dict) or "name" not in component:
+                        raise SpecError(str(path), f"{cfield}.name", "missing")
+                    cname, ccount = _instances(component["name"], path, f"{cfield}.name")
+                    attrs = {**attributes, **(component.get("attributes") or {}),
+                             "class": component.get("class")}
+                    leaves.append((cname, attrs, multiplier * count * ccount, cfield))
+                if "subtree" in node:
+                    walk(node["subtree"], f"{nfield}.subtree", multiplier * count, attributes)
+
+        walk(self._get(arch, "subtree", list, path, "architecture.subtree"), "architecture.subtree", 1, {})
+        computes = [leaf for leaf in leaves if leaf[1].get("class") in ("intmac", "fpmac", "mac")]
+        if len(computes) != 1:
+            raise SpecError(str(path), "architecture.subtree", f"expected exactly one compute component "
+                                                               f"(class intmac/fpmac), found {len(computes)}")
+        storage: list[StorageLevel] = []
+        compute_level: ComputeLevel | None = None
+        for name, attrs, instances, field in leaves:
+            if name not in energies:
+                raise SpecError(str(path), f"{field}.name", f"component '{name}' has no entry in the energy "
+                                                            f"table; known: {', '.join(sorted(energies))}")
+            mesh_x = int(attrs.get("meshX", 1))
+            if mesh_x < 1 or instances % mesh_x:
+                raise SpecError(str(path), f"{field}.attributes.meshX",
+                                f"{mesh_x} must be >= 1 and divide the {instances} instances")
+            if (name, attrs, instances, field) in computes:
+                actions = energies[name]
+                if "mac_random" not in actions:
+                    raise SpecError(str(path), f"{field}.name", f"energy table of '{name}' lacks action "
+                                                                "'mac_random'")
+                compute_level = ComputeLevel(name, instances, mesh_x, actions["mac_random"])
+                continue
+            storage.append(self._storage(name, attrs, instances, mesh_x, energies[name], path, field))
+        assert compute_level is not None
+        storage.reverse()
+        return compute_level, storage
+
+    def _storage(self, name: str, attrs: dict, instances: int, mesh_x: int, actions: dict[str, float],
+                 path: Path, field: str) -> StorageLevel:
+        def number(key: str, default: Any = None) -> Any:
+            value = attrs.get(key, default)
+            if value is not None and (not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0):
+                raise SpecError(str(path), f"{field}.attributes.{key}", f"must be a positive number, got {value!r}")
+            return value
+
+        word_bits = number("word-bits", number("datawidth", 16))
+        block = int(number("block-size", 1))
+        if "memory_depth" in attrs:
+            size = int(number("memory_depth") * number("memory_width", word_bits) // word_bits)
+        elif "depth" in attrs:
+            size = int(number("depth") * number("width", word_bits) // word_bits)
+        else:
+            size = None
+        for action in ("read", "write"):
+            if action not in actions:
+                raise SpecError(str(path), f"{field}.name", f"energy table of '{name}' lacks action '{action}'")
+        return StorageLevel(name=name, component_class=str(attrs.get("class")), instances=instances, mesh_x=mesh_x,
+                            size_words=size, word_bits=int(word_bits), block_size=block,
+                            read_bandwidth=number("read_bandwidth"), write_bandwidth=number("write_bandwidth"),
+                            read_energy=actions["read"], write_energy=actions["write"],
+                            keep=frozenset(), bypass=frozenset())
+
+    def _constraints(self, path: Path, levels: set[str], bypass: dict[str, tuple[set[str], set[str]]]
+                     ) -> list[LoopConstraint]:
+        document = self._load(path)
+        if not isinstance(document, dict) or len(document) != 1:
+            raise SpecError(str(path), "<top>", "expected one of: architecture_constraints, mapspace_constraints")
+        (section, body), = document.items()
+        if section not in ("architecture_constraints", "mapspace_constraints"):
+            raise SpecError(str(path), section, "unknown section; allowed: architecture_constraints, "
+                                                "mapspace_constraints")
+        source = "architecture" if section.startswith("architecture") else "mapspace"
+        targets = self._get(body, "targets", list, path, f"{section}.targets")
+        result = []
+        for i, entry in enumerate(targets):
+            field = f"{section}.targets[{i}]"
+            if not isinstance(entry, dict):
+                raise SpecError(str(path), field, "expected a mapping")
+            target = self._get(entry, "target", str, path, f"{field}.target")
+            if target not in levels:
+                raise SpecError(str(path), f"{field}.target", f"unknown level '{target}'; allowed: "
+                                                              f"{', '.join(sorted(levels))}")
+            kind = self._get(entry, "type", str, path, f"{field}.type")
+            if kind == "bypass":
+                keep, skip = bypass.setdefault(target, (set(), set()))
+                for key, into in (("keep", keep), ("bypass", skip)):
+                    for space in entry.get(key) or []:
+                        if space not in DATA_SPACES:
+                            raise SpecError(str(path), f"{field}.{key}", f"unknown data space '{space}'; "
+                                                                         f"allowed: {', '.join(DATA_SPACES)}")
+                        into.add(space)
+                continue
+            if kind not in ("temporal", "spatial"):
+                raise SpecError(str(path), f"{field}.type", f"'{kind}' is not allowed; allowed: bypass, "
+                                                            "spatial, temporal")
+            factors = _parse_factors(entry.get("factors"), path, f"{field}.factors")
+            permutation = None
+            if "permutation" in entry:
+                text = str(entry["permutation"]).replace(" ", "")
+                bad = [d for d in text if d not in DIMENSIONS]
+                if bad or len(set(text)) != len(text):
+                    raise SpecError(str(path), f"{field}.permutation", f"'{entry['permutation']}' must list "
+                                                                       f"distinct dimensions of {''.join(DIMENSIONS)}")
+                permutation = tuple(text)
+            split = entry.get("split")
+            if split is not None and (not isinstance(split, int) or split < 0):
+                raise SpecError(str(path), f"{field}.split", f"must be a non-negative integer, got {split!r}")
+            result.append(LoopConstraint(target, kind, factors, permutation, split, source))
+        return result
+
+    def _metrics(self, path: Path) -> tuple[str, ...]:
+        mapper = self._section(path, "mapper")
+        metrics = mapper.get("optimization-metrics", ["delay", "energy"])
+        if not isinstance(metrics, list) or not metrics or any(m not in METRICS for m in metrics):
+            raise SpecError(str(path), "mapper.optimization-metrics", f"{metrics!r}; allowed values: "
+                                                                      f"{', '.join(METRICS)}")
+        return tuple(metrics)
+
+
+def _instances(name: Any, path: Path, field: str) -> tuple[str, int]:
+    if not isinstance(name, str):
+        raise SpecError(str(path), field, f"expected a name, got {name!r}")
+    match = _INSTANCE_RANGE.match(name)
+    if not match:
+        return name, 1
+    lo, hi = int(match["lo"]), int(match["hi"])
+    if hi < lo:
+        raise SpecError(str(path), field, f"empty instance range in '{name}'")
+    return match["base"], hi - lo + 1
+
+
+def _parse_factors(text: Any, path: Path, field: str) -> tuple[tuple[str, int], ...]:
+    if text is None:
+        return ()
+    if not isinstance(text, str):
+        raise SpecError(str(path), field, f"expected a string like 'N=1 C=0', got {text!r}")
+    result = []
+    for token in text.split():
+        dim, _, value = token.partition("=")
+        if dim not in DIMENSIONS or not value.isdigit():
+            raise SpecError(str(path), field, f"bad factor '{token}'; expected DIM=INT with DIM one of "
+                                              f"{', '.join(DIMENSIONS)}")
+        result.append((dim, int(value)))
+    return tuple(result)
