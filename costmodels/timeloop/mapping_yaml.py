@@ -22,12 +22,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from costmodels.errors import MappingError
 from costmodels.problems.workloads import DATA_SPACES, DIMENSIONS
 from costmodels.timeloop.mapping import LevelMapping, Mapping
 from costmodels.timeloop.spec import ArchSpec
+from costmodels.user_files import InputFileError, parse_yaml, read_user_text
 
 _FACTOR = re.compile(r"^(?P<dim>[A-Za-z]+)=?(?P<value>\d+)$")
 _ENTRY_TYPES = ("datatype", "bypass", "temporal", "spatial")
@@ -38,15 +37,13 @@ def read_mapping(path_or_text: str | Path, spec: ArchSpec) -> Mapping:
     if isinstance(path_or_text, str) and "\n" in path_or_text:
         source, text = "<mapping text>", path_or_text
     else:
-        source = str(path_or_text)
-        try:
-            text = Path(path_or_text).read_text()
-        except OSError as exc:
-            raise MappingError(f"{source}: cannot read: {exc.strerror or exc}") from None
+        source, text = str(path_or_text), None
     try:
-        document = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise MappingError(f"{source}: not valid YAML: {exc}") from None
+        if text is None:
+            text = read_user_text(path_or_text)
+        document = parse_yaml(text, source)
+    except InputFileError as exc:
+        raise MappingError(str(exc)) from None
     return parse_mapping(document, spec, source)
 
 

@@ -11,6 +11,7 @@ import yaml
 from costmodels.errors import WorkloadFileError
 from costmodels.io_utils import atomic_write_text
 from costmodels.problems.workloads import COEFFICIENTS, DIMENSIONS, Workload
+from costmodels.user_files import InputFileError, load_yaml_file
 
 # The CNN-layer shape of Timeloop: which dimensions index each data space. Inputs' width and height
 # are sums of a weight term and an output term scaled by the dilation and stride coefficients.
@@ -47,11 +48,9 @@ def read_problem(path: str | Path) -> Workload:
     """Read a CNN-layer problem file; any other shape is refused with the field at fault."""
     path = Path(path)
     try:
-        document = yaml.safe_load(path.read_text())
-    except OSError as exc:
-        raise WorkloadFileError(f"{path}: cannot read: {exc.strerror or exc}") from None
-    except yaml.YAMLError as exc:
-        raise WorkloadFileError(f"{path}: not valid YAML: {exc}") from None
+        document = load_yaml_file(path)
+    except InputFileError as exc:
+        raise WorkloadFileError(str(exc)) from None
     return parse_problem(document, str(path))
 
 

@@ -13,10 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from costmodels.errors import SpecError, UnknownNameError
 from costmodels.problems.workloads import DATA_SPACES, DIMENSIONS
+from costmodels.user_files import InputFileError, load_yaml_file
 
 SPECS_ROOT = Path(__file__).resolve().parents[2] / "arch_specs"
 METRICS = ("delay", "energy", "edp", "last-level-accesses")
@@ -171,11 +170,9 @@ class _SpecReader:
     # --- helpers -------------------------------------------------------------------------------
     def _load(self, path: Path) -> Any:
         try:
-            return yaml.safe_load(path.read_text())
-        except OSError as exc:
-            raise SpecError(str(path), "<file>", f"cannot read: {exc.strerror or exc}") from None
-        except yaml.YAMLError as exc:
-            raise SpecError(str(path), "<file>", f"not valid YAML: {exc}") from None
+            return load_yaml_file(path)
+        except InputFileError as exc:
+            raise SpecError(str(path), "<file>", exc.problem) from None
 
     def _section(self, path: Path, key: str) -> dict:
         document = self._load(path)
