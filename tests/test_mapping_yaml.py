@@ -126,7 +126,7 @@ def test_malformed_files_name_file_and_field(tmp_path, spec, text, message):
 
 
 def test_missing_file(tmp_path, spec):
-    with pytest.raises(MappingError, match="nosuch.yaml: cannot read"):
+    with pytest.raises(MappingError, match="nosuch.yaml: no such file"):
         read_mapping(tmp_path / "nosuch.yaml", spec)
 
 
