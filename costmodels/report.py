@@ -1,0 +1,169 @@
+"""`costmodel report DIR`: a folder that a build, a LUT export, a fit, a heat map or a search wrote, turned
+into one Markdown page with its plots, so a reader sees what it says without opening CSVs."""
+
+from __future__ import annotations
+
+import io
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from costmodels.errors import CostModelError
+from costmodels.io_utils import atomic_write_bytes, atomic_write_text
+from costmodels.lut.export import LoadedLUT, LUTEntry, LUTFileError, load_lut
+from costmodels.user_files import InputFileError, read_user_text
+
+REPORT_NAME = "report.md"
+SEARCH_REPORT = "report.json"
+
+
+@dataclass(frozen=True)
+class FolderReport:
+    markdown: str
+    images: dict[str, bytes]     # file name -> PNG written beside the report
+
+
+def efficient_candidates(entries: list[LUTEntry]) -> list[LUTEntry]:
+    """Efficient candidates: none other keeps as many MACs (the capacity that accuracy needs) at the same or a
+    lower latency. The rest cost latency without buying capacity."""
+    ordered = sorted(entries, key=lambda e: (-e.macs, e.cycles))
+    front, best = [], float("inf")
+    for entry in ordered:
+        if entry.cycles < best:
+            front.append(entry)
+            best = entry.cycles
+    return sorted(front, key=lambda e: e.macs)
+
+
+def _pareto_plot(lut: LoadedLUT, title: str) -> bytes:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, ax = plt.subplots(figsize=(7, 5))
+    for layer in lut.layers:
+        original = lut.original(layer)
+        candidates = list(lut.candidates(layer))
+        if not candidates or not original.cycles or not original.macs:
+            continue
+        x = [c.macs / original.macs for c in candidates]
+        y = [c.cycles / original.cycles for c in candidates]
+        ax.scatter(x, y, s=8, alpha=0.35)
+        front = efficient_candidates(candidates)
+        ax.plot([c.macs / original.macs for c in front], [c.cycles / original.cycles for c in front],
+                linewidth=0.8, alpha=0.8)
+    ax.axhline(1.0, color="black", linewidth=0.6, linestyle="--")
+    ax.set_xlabel("MACs / original layer's MACs")
+    ax.set_ylabel("latency / original layer's latency")
+    ax.set_title(f"{title}\nevery candidate of every layer; lines: each layer's efficient candidates (most MACs for the latency)", fontsize=9)
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
+    plt.close(figure)
+    return buffer.getvalue()
+
+
+def _lut_section(lut: LoadedLUT, label: str, title: str, image: str) -> tuple[list[str], dict[str, bytes]]:
+    p = lut.provenance
+    lines = [f"## LUT `{label}`", ""]
+    if p:
+        lines += ["| field | value |", "|---|---|", *(f"| {k} | {v} |" for k, v in p.items()), ""]
+    originals = [e for e in lut.entries if e.is_original]
+    cycles = sum(e.cycles for e in originals)
+    latency = sum(e.latency_s for e in originals)
+    fastest = [min((lut.original(layer), *lut.candidates(layer)), key=lambda e: e.cycles) for layer in lut.layers]
+    best = sum(e.cycles for e in fastest)
+    lines += [f"{len(lut.layers)} layers, {len(lut.entries)} rows. Original network: {cycles:,} cycles, "
+              f"{latency * 1e3:.3f} ms ({1 / latency:.1f} images/s) at batch 1; the fastest option of every "
+              f"layer together: {best:,} cycles ({cycles / best if best else float('nan'):.2f}x faster).", "",
+              "| layer | original cycles | candidates | fastest option | its cycles | speed-up | efficient ranks (MACs vs cycles) |",
+              "|---|---:|---:|---|---:|---:|---|"]
+    for layer, quickest in zip(lut.layers, fastest):
+        original = lut.original(layer)
+        candidates = lut.candidates(layer)
+        front = ", ".join(f"{e.r1}" if e.r1 == e.r2 else f"{e.r1}/{e.r2}" for e in efficient_candidates(list(candidates)))
+        option = "original" if quickest.is_original else f"r1={quickest.r1}, r2={quickest.r2}"
+        lines.append(f"| {layer} | {original.cycles:,} | {len(candidates)} | {option} | {quickest.cycles:,} | "
+                     f"{original.cycles / quickest.cycles if quickest.cycles else float('nan'):.2f}x | {front or '-'} |")
+    lines += ["", f"![latency vs MACs]({image})", ""]
+    return lines, {image: _pareto_plot(lut, title)}
+
+
+def _demoted(markdown: str) -> list[str]:
+    return [("#" + line) if line.startswith("#") else line for line in markdown.splitlines()]
+
+
+def folder_report(folder: str | Path) -> FolderReport:
+    """Everything recognisable in ``folder``; a folder with nothing recognisable is an error."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise CostModelError(f"{folder}: not a folder (give a build, lut, fit, heatmap or search output folder)")
+    lines = [f"# Report: {folder.name}", ""]
+    images: dict[str, bytes] = {}
+    found = []
+    search = folder / SEARCH_REPORT
+    if search.is_file():
+        found.append("search")
+        md = folder / "report.md"
+        if md.is_file():
+            lines += ["## Search", "", *_demoted(read_user_text(md)), ""]
+        else:
+            try:
+                document = json.loads(read_user_text(search))
+            except json.JSONDecodeError as exc:
+                raise CostModelError(f"{search}: not valid JSON: {exc}") from None
+            lines += ["## Search", "", "```json", json.dumps(document, indent=1)[:20000], "```", ""]
+    for path in sorted(folder.glob("*.csv")) + sorted(folder.glob("*.json")):
+        if path.name in (SEARCH_REPORT, "summary.json", "accuracy.json") or path.name.startswith("."):
+            continue
+        head = read_user_text(path)[:4096]
+        if head.startswith("r1,r2,"):
+            found.append("heatmap")
+            png = path.with_suffix(".png")
+            values = np.genfromtxt(io.StringIO(read_user_text(path)), delimiter=",", names=True)
+            column = "cycles" if "cycles" in values.dtype.names else values.dtype.names[2]
+            lat = values[column][~np.isnan(values[column])]
+            lines += [f"## Heat map `{path.name}`", "",
+                      f"{len(values)} rank pairs, {len(np.unique(lat))} distinct values of {column} "
+                      f"({lat.min():,.6g} to {lat.max():,.6g}).", ""]
+            if png.is_file():
+                lines += [f"![{path.stem}]({png.name})", ""]
+            continue
+        if "network,arch,layer" in head or '"rows"' in head:
+            try:
+                lut = load_lut(path)
+            except LUTFileError as exc:
+                raise CostModelError(str(exc)) from None
+            found.append("lut")
+            title = (f"{lut.provenance.get('network', '')} on {lut.provenance.get('arch', '')}" if lut.provenance
+                     else f"{folder.name}/{path.name}")
+            section, pictures = _lut_section(lut, path.name, title, f"{path.stem}-pareto.png")
+            lines += section
+            images.update(pictures)
+    accuracy = folder / "accuracy.md"
+    if accuracy.is_file():
+        found.append("fit")
+        lines += ["## Predictor accuracy", "", *_demoted(read_user_text(accuracy)), ""]
+        if (folder / "accuracy.png").is_file():
+            lines += ["![predicted vs evaluated](accuracy.png)", ""]
+    if not found:
+        raise CostModelError(f"{folder}: nothing to report: no lut.csv/summary.json (build), LUT file (lut), "
+                             f"accuracy.md (fit), heat-map CSV (heatmap) or {SEARCH_REPORT} (search)")
+    for png in sorted(folder.glob("*.png")):
+        if png.name not in images and f"]({png.name})" not in "\n".join(lines):
+            lines += [f"![{png.stem}]({png.name})", ""]
+    return FolderReport("\n".join(lines).rstrip() + "\n", images)
+
+
+def write_folder_report(folder: str | Path) -> Path:
+    folder = Path(folder)
+    try:
+        report = folder_report(folder)
+    except InputFileError as exc:
+        raise CostModelError(str(exc)) from None
+    for name, data in report.images.items():
+        atomic_write_bytes(folder / name, data)
+    path = folder / REPORT_NAME
+    atomic_write_text(path, report.markdown)
+    return path
