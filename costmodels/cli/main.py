@@ -8,6 +8,7 @@ from typing import Sequence
 
 from costmodels.cli.cache import add_cache_parser, add_doctor_parser
 from costmodels.cli.evaluate import add_evaluate_parsers
+from costmodels.cli.iso_flops import add_isoflops_parser
 from costmodels.cli.network import add_network_parsers
 from costmodels.cli.predict import add_fit_parser, add_lut_parser
 from costmodels.cli.report import add_report_parser
@@ -25,6 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_doctor_parser(sub)
     add_fit_parser(sub)
     add_lut_parser(sub)
+    add_isoflops_parser(sub)
     add_report_parser(sub)
     return parser
 
