@@ -48,9 +48,11 @@ def cmd_isoflops(args: argparse.Namespace) -> int:
     out = args.out or args.lut.parent
     stem = f"{args.model}-{args.flops / 1e6:.2f}M"
     markdown = comparison_markdown(comparison)
-    atomic_write_text(out / f"{stem}.json", json.dumps({"network": args.model, "target": target, "clock_hz": clock_hz,
-                                                         "target_flops": args.flops, "rows": comparison.rows()},
-                                                        indent=1) + "\n")
+    rows = comparison.rows()
+    # top-level "ranks": the hardware-aware choice, in the form `costmodel crossprice` reads
+    document = {"network": args.model, "target": target, "clock_hz": clock_hz, "target_flops": args.flops,
+                "ranks": rows[-1]["ranks"], "rows": rows}
+    atomic_write_text(out / f"{stem}.json", json.dumps(document, indent=1) + "\n")
     atomic_write_text(out / f"{stem}.md", markdown)
     print(markdown.split("\n\n| layer |")[0])
     print(f"\nwrote {out / (stem + '.md')} and {out / (stem + '.json')}")

@@ -7,6 +7,7 @@ import sys
 from typing import Sequence
 
 from costmodels.cli.cache import add_cache_parser, add_doctor_parser
+from costmodels.cli.crossprice import add_crossprice_parser
 from costmodels.cli.evaluate import add_evaluate_parsers
 from costmodels.cli.iso_flops import add_isoflops_parser
 from costmodels.cli.network import add_network_parsers
@@ -27,6 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_fit_parser(sub)
     add_lut_parser(sub)
     add_isoflops_parser(sub)
+    add_crossprice_parser(sub)
     add_report_parser(sub)
     return parser
 

@@ -1,0 +1,52 @@
+"""`costmodel crossprice`: rank choices made for several targets, each priced on every target's LUT, so a
+table shows whether the choice made for a target is the fastest there (the diagonal)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from costmodels.errors import CostModelError
+
+
+def crossprice_markdown(targets: list[str], labels: list[str], cycles: list[list[int]]) -> str:
+    lines = ["| ranks chosen for \\ priced on | " + " | ".join(targets) + " |",
+             "|---|" + "---:|" * len(targets)]
+    for label, row in zip(labels, cycles):
+        cells = []
+        for j, value in enumerate(row):
+            best = min(r[j] for r in cycles)
+            cells.append(f"**{value:,}**" if value == best else f"{value:,} (+{value / best - 1:.1%})")
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def cmd_crossprice(args: argparse.Namespace) -> int:
+    from costmodels.io_utils import atomic_write_text
+    from costmodels.lut.export import load_lut
+    from costmodels.lut.pricing import price_ranks, read_ranks
+
+    if len(args.lut) != len(args.target) or len(args.choice) != len(args.label):
+        raise CostModelError("give one --target per --lut and one --label per --choice")
+    luts = [load_lut(path) for path in args.lut]
+    choices = [read_ranks(path) for path in args.choice]
+    cycles = [[price_ranks(lut, ranks, str(path)).cycles for lut in luts]
+              for ranks, path in zip(choices, args.choice)]
+    table = crossprice_markdown(args.target, args.label, cycles)
+    print(table, end="")
+    if args.out:
+        atomic_write_text(args.out, table)
+        print(f"wrote {args.out}")
+    return 0
+
+
+def add_crossprice_parser(sub: Any) -> None:
+    p = sub.add_parser("crossprice", help="price rank choices made for several targets on every target's LUT")
+    p.add_argument("--lut", type=Path, nargs="+", required=True, help="one LUT per target")
+    p.add_argument("--target", nargs="+", required=True, help="a name for each --lut, in order")
+    p.add_argument("--choice", type=Path, nargs="+", required=True,
+                   help="JSON files with a 'ranks' object (report.json of `costmodel search`)")
+    p.add_argument("--label", nargs="+", required=True, help="a name for each --choice, in order")
+    p.add_argument("--out", type=Path, help="also write the table here (Markdown)")
+    p.set_defaults(func=cmd_crossprice)

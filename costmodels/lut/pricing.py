@@ -1,0 +1,64 @@
+"""The cost of one rank choice on a LUT's target: how a choice made for one target is priced on another."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from costmodels.errors import CostModelError
+from costmodels.lut.export import LoadedLUT
+from costmodels.user_files import read_user_text
+
+Ranks = dict[str, tuple[int, int] | None]
+
+
+@dataclass(frozen=True)
+class ChoiceCost:
+    cycles: int
+    latency_s: float
+    energy_pj: float
+
+
+def price_ranks(lut: LoadedLUT, ranks: Ranks, source: str = "ranks") -> ChoiceCost:
+    """Every layer of the LUT at its chosen ranks (None, or a layer not named: the original layer)."""
+    unknown = sorted(set(ranks) - set(lut.layers))
+    if unknown:
+        raise CostModelError(f"{source}: layers not in the LUT: {', '.join(unknown[:5])}")
+    entries = []
+    for layer in lut.layers:
+        chosen = ranks.get(layer)
+        if chosen is None:
+            entries.append(lut.original(layer))
+            continue
+        try:
+            entries.append(lut.lookup(layer, *chosen))
+        except KeyError:
+            available = ", ".join(f"{c.r1}/{c.r2}" for c in lut.candidates(layer)) or "none"
+            raise CostModelError(f"{source}: layer '{layer}' has no LUT row for ranks {chosen[0]}/{chosen[1]}; "
+                                 f"the LUT has {available}") from None
+    return ChoiceCost(sum(e.cycles for e in entries), sum(e.latency_s for e in entries),
+                      sum(e.energy_pj for e in entries))
+
+
+def read_ranks(path: str | Path) -> Ranks:
+    """The ``ranks`` object of a JSON file ({layer: [r1, r2] or null}), as `costmodel search` writes it."""
+    try:
+        document: Any = json.loads(read_user_text(path))
+    except json.JSONDecodeError as exc:
+        raise CostModelError(f"{path}: not valid JSON: {exc}") from None
+    ranks = document.get("ranks") if isinstance(document, dict) else None
+    if not isinstance(ranks, dict):
+        raise CostModelError(f"{path}: field 'ranks': missing; expected {{layer: [r1, r2] or null}}")
+    parsed: Ranks = {}
+    for layer, value in ranks.items():
+        if value is None:
+            parsed[layer] = None
+        elif (isinstance(value, list) and len(value) == 2 and all(isinstance(v, int) and not isinstance(v, bool)
+                                                                   and v > 0 for v in value)):
+            parsed[layer] = (value[0], value[1])
+        else:
+            raise CostModelError(f"{path}: field 'ranks.{layer}': {str(value)[:40]!s} is not [r1, r2] (positive "
+                                 f"integers) or null")
+    return parsed

@@ -1,0 +1,55 @@
+"""Pricing one target's rank choice on another target's LUT."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from costmodels.cli.main import main
+from costmodels.errors import CostModelError
+from costmodels.lut.export import LoadedLUT, LUTEntry
+from costmodels.lut.pricing import price_ranks, read_ranks
+
+
+def _lut(scale):
+    rows = []
+    for layer in ("a", "b"):
+        rows.append(LUTEntry(layer, "original", 0, 0, 100, 0, (), (), 100 * scale, 1.0, 1e-6, "evaluated"))
+        rows += [LUTEntry(layer, "tucker2", r, r, r, 0, (), (), r * scale, 1.0, 1e-8 * r, "evaluated") for r in (8, 16)]
+    return LoadedLUT({}, tuple(rows))
+
+
+def test_price_ranks_sums_chosen_and_original_rows():
+    cost = price_ranks(_lut(2), {"a": (8, 8), "b": None})
+    assert cost.cycles == 16 + 200
+    assert price_ranks(_lut(1), {}).cycles == 200
+    with pytest.raises(CostModelError, match="no LUT row for ranks 24/24; the LUT has 8/8, 16/16"):
+        price_ranks(_lut(1), {"a": (24, 24)})
+    with pytest.raises(CostModelError, match="layers not in the LUT: zz"):
+        price_ranks(_lut(1), {"zz": None})
+
+
+@pytest.mark.parametrize("ranks, problem", [({"a": [8]}, "ranks.a"), ({"a": [8, -1]}, "ranks.a"),
+                                            ({"a": "8"}, "ranks.a"), ([], "field 'ranks'")])
+def test_read_ranks_refuses_malformed(tmp_path, ranks, problem):
+    path = tmp_path / "r.json"
+    path.write_text(json.dumps({"ranks": ranks}))
+    with pytest.raises(CostModelError, match=problem):
+        read_ranks(path)
+
+
+def test_crossprice_table_marks_each_columns_best(tmp_path, capsys):
+    assert main(["build", "--arch", "eyeriss", "--model", "resnet20", "--no-cache", "--jobs", "1",
+                 "--out", str(tmp_path)]) == 0
+    small = tmp_path / "small.json"
+    small.write_text(json.dumps({"ranks": {"layer3.0.conv2": [16, 16]}}))
+    big = tmp_path / "big.json"
+    big.write_text(json.dumps({"ranks": {"layer3.0.conv2": [64, 64]}}))
+    capsys.readouterr()
+    lut = str(tmp_path / "lut.csv")
+    assert main(["crossprice", "--lut", lut, "--target", "eyeriss", "--choice", str(small), str(big),
+                 "--label", "small", "big", "--out", str(tmp_path / "t.md")]) == 0
+    table = (tmp_path / "t.md").read_text()
+    assert "| small | **" in table and "| big | " in table and "(+" in table
+    assert main(["crossprice", "--lut", lut, "--target", "a", "b", "--choice", str(small), "--label", "s"]) == 2
