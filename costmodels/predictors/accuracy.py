@@ -15,10 +15,10 @@ from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
-from costmodels.predictors.estimators import TARGETS, Predictors
-from costmodels.problems.candidates import LayerCandidates
-from costmodels.problems.workloads import Workload, WorkloadUse, subconv_workloads
 from costmodels.sweep.records import WorkloadCost
+from costmodels.problems.candidates import LayerCandidates
+from costmodels.predictors.estimators import TARGETS, Predictors
+from costmodels.problems.workloads import Workload, WorkloadUse, subconv_workloads
 
 
 @dataclass(frozen=True)

@@ -22,12 +22,12 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
+from costmodels.sweep.records import WorkloadCost
+from costmodels.problems.candidates import Tucker2Candidate
 from costmodels.errors import CostModelError
 from costmodels.predictors.features import FeatureSet, feature_set
-from costmodels.problems.candidates import Tucker2Candidate
-from costmodels.problems.workloads import Workload, WorkloadUse, subconv_workloads
-from costmodels.sweep.records import WorkloadCost
 from costmodels.timeloop.spec import ArchSpec
+from costmodels.problems.workloads import Workload, WorkloadUse, subconv_workloads
 
 TARGETS = ("cycles", "energy")
 ESTIMATORS = ("gbt", "rf", "poly", "roofline", "flops")

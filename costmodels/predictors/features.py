@@ -28,8 +28,8 @@ from typing import Iterable
 
 import numpy as np
 
-from costmodels.problems.workloads import DATA_SPACES, DIMENSIONS, Workload
 from costmodels.timeloop.spec import ArchSpec, StorageLevel
+from costmodels.problems.workloads import DATA_SPACES, DIMENSIONS, Workload
 
 # Bump when the features of a workload change meaning, so that saved predictors are refused.
 FEATURES_VERSION = 1

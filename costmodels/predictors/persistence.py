@@ -25,12 +25,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from costmodels.version import __version__
 from costmodels.errors import CostModelError
+from costmodels.predictors.features import FEATURES_VERSION
 from costmodels.io_utils import atomic_write_bytes
 from costmodels.predictors.estimators import TARGETS, Comparison, CostPredictor, Domain, Predictors
-from costmodels.predictors.features import FEATURES_VERSION
 from costmodels.timeloop.spec import ArchSpec
-from costmodels.version import __version__
 
 FORMAT = "haloc-costmodels-predictor"
 FORMAT_VERSION = 1

@@ -24,13 +24,13 @@ from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
-from costmodels.errors import CostModelError
-from costmodels.predictors.estimators import TARGETS, CostPredictor, Design, make_estimator, targets_of
-from costmodels.predictors.features import FeatureSet, feature_set
-from costmodels.problems.candidates import LayerCandidates, Tucker2Candidate
-from costmodels.problems.workloads import Workload, layer_workloads, network_workloads, subconv_workloads
 from costmodels.sweep.records import WorkloadCost, WorkloadFailure
+from costmodels.problems.candidates import LayerCandidates, Tucker2Candidate
+from costmodels.errors import CostModelError
+from costmodels.predictors.features import FeatureSet, feature_set
+from costmodels.predictors.estimators import TARGETS, CostPredictor, Design, make_estimator, targets_of
 from costmodels.timeloop.spec import ArchSpec
+from costmodels.problems.workloads import Workload, layer_workloads, network_workloads, subconv_workloads
 
 Evaluator = Callable[[Sequence[Workload]], Mapping[str, WorkloadCost | WorkloadFailure]]
 
