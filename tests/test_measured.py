@@ -38,7 +38,7 @@ from costmodels.sweep.cache import ResultsCache, cache_key
 from costmodels.sweep.records import WorkloadCost
 from costmodels.sweep.runner import run_sweep
 
-FAST = TimingSettings(min_run_time_s=0.002, max_tries=3, max_spread=0.05, warmup_runs=1)
+FAST = TimingSettings(min_run_time_s=0.002, max_tries=3, max_spread=0.05, warmup_runs=1, warmup_s=0.0)
 SMALL = Workload(C=4, M=8, R=3, S=3, N=1, P=8, Q=8)
 POINTWISE = Workload(C=8, M=4, R=1, S=1, N=1, P=8, Q=8)
 
@@ -324,7 +324,7 @@ def test_additivity_report_structure(cpu):
 
 @pytest.fixture
 def fake_clock(monkeypatch):
-    monkeypatch.setattr(torch_timing, "benchmark_timer", lambda threads: ScriptedTimer(STEADY))
+    monkeypatch.setattr(torch_timing, "benchmark_timer", lambda threads, clock="wall": ScriptedTimer(STEADY))
 
 
 def test_cli_build_with_a_device(tmp_path, fake_clock, capsys):
@@ -398,3 +398,16 @@ def test_cuda_path_times_on_the_gpu():
     assert x.is_cuda and x.dtype == torch.float16 and next(conv.parameters()).is_cuda
     with pytest.raises(BackendUnavailable, match="CUDA GPU"):
         device_target(f"cuda:{torch.cuda.device_count()}")
+
+
+def test_the_cpu_clock_is_for_one_cpu_thread_only():
+    target = device_target("cpu", "float32", 1, clock="cpu")
+    assert target.name == "cpu-float32-1t-cputime" and "clock=cpu" in target.fingerprint
+    assert target.content_hash != device_target("cpu", "float32", 1).content_hash
+    assert "CPU time" in dict(target.provenance())["clock"]
+    evaluation = TorchTimingBackend(target, FAST).evaluate(POINTWISE, target)
+    assert evaluation.cycles >= 1 and evaluation.timing.samples >= 5
+    with pytest.raises(CostModelError, match="--threads 1"):
+        device_target("cpu", "float32", 2, clock="cpu")
+    with pytest.raises(CostModelError, match="--clock 'gpu'"):
+        device_target("cpu", "float32", 1, clock="gpu")

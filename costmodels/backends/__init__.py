@@ -71,11 +71,11 @@ class BackendStatus(NamedTuple):
 
 
 def get_backend(name: str, timeloop_bin: str | None = None, timeout_s: float = DEFAULT_TIMEOUT_S,
-                engine: str = "auto", device: str = "cpu", dtype: str = "float32", threads: int | None = None
-                ) -> Backend:
+                engine: str = "auto", device: str = "cpu", dtype: str = "float32", threads: int | None = None,
+                clock: str = "wall") -> Backend:
     """The backend called ``name``; ``UnknownNameError`` lists the names, ``BackendUnavailable`` says
-    what is missing. ``device``, ``dtype`` and ``threads`` choose the target of ``torch`` (its
-    ``target`` attribute)."""
+    what is missing. ``device``, ``dtype``, ``threads`` and ``clock`` choose the target of ``torch``
+    (its ``target`` attribute)."""
     if name == "builtin":
         return BuiltinBackend()
     if name == "timeloop":
@@ -83,7 +83,7 @@ def get_backend(name: str, timeloop_bin: str | None = None, timeout_s: float = D
     if name == "timeloop-model":
         return TimeloopModelBackend(timeloop_bin=timeloop_bin, timeout_s=timeout_s, engine=engine)
     if name == "torch":
-        return TorchTimingBackend(device_target(device, dtype, threads))
+        return TorchTimingBackend(device_target(device, dtype, threads, clock))
     raise UnknownNameError("backend", name, BACKEND_NAMES)
 
 

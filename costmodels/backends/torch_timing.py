@@ -33,6 +33,7 @@ import math
 import os
 import platform
 import statistics
+import time
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Callable, Sequence
@@ -47,6 +48,8 @@ if TYPE_CHECKING:
     import torch
 
 DTYPES = ("float32", "float16", "bfloat16")
+CLOCKS = {"wall": "wall-clock time (synchronised on CUDA)",
+          "cpu": "CPU time of the timing thread (one thread: the latency, minus time the thread waited for a core)"}
 TIMEBASE_HZ = 1e9            # cycles of a measured target are nanoseconds
 MEMORY_FORMAT = "contiguous"
 TIMING_METHOD = "torch.utils.benchmark Timer, 30 equal blocks; median of the blocks' means, IQR spread"
@@ -69,20 +72,22 @@ class DeviceTarget:
     torch_version: str
     cudnn_version: str       # "none" on the CPU
     memory_format: str = MEMORY_FORMAT
+    clock: str = "wall"      # one of CLOCKS: what the timer reads
     clock_hz: float = TIMEBASE_HZ
     description: str = field(default="", compare=False)
 
     @property
     def name(self) -> str:
         device = self.device.replace(":", "")
-        return f"{device}-{self.dtype}-{self.threads}t" if device == "cpu" else f"{device}-{self.dtype}"
+        name = f"{device}-{self.dtype}-{self.threads}t" if device == "cpu" else f"{device}-{self.dtype}"
+        return name if self.clock == "wall" else f"{name}-{self.clock}time"
 
     @property
     def fingerprint(self) -> str:
         """Everything that makes a measurement this machine's, as one line."""
         return (f"device={self.device};name={self.device_name};torch={self.torch_version};"
                 f"cudnn={self.cudnn_version};threads={self.threads};dtype={self.dtype};"
-                f"memory_format={self.memory_format}")
+                f"memory_format={self.memory_format}" + ("" if self.clock == "wall" else f";clock={self.clock}"))
 
     @property
     def content_hash(self) -> str:
@@ -92,6 +97,7 @@ class DeviceTarget:
         """The LUT header's lines about the device."""
         return (("measured", "true"), ("device", self.device), ("device_name", self.device_name),
                 ("dtype", self.dtype), ("threads", str(self.threads)), ("memory_format", self.memory_format),
+                ("clock", CLOCKS[self.clock]),
                 ("torch_version", self.torch_version), ("cudnn_version", self.cudnn_version),
                 ("device_fingerprint", self.content_hash),
                 ("cycles", "nanoseconds (a nominal 1 GHz timebase); latency_s is the measured median"),
@@ -115,21 +121,28 @@ def usable_cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
-def device_target(device: str = "cpu", dtype: str = "float32", threads: int | None = None) -> DeviceTarget:
-    """The target for ``--device``/``--dtype``/``--threads``; ``BackendUnavailable`` when the device is
-    not here, ``CostModelError`` for a value that is not allowed."""
+def device_target(device: str = "cpu", dtype: str = "float32", threads: int | None = None,
+                  clock: str = "wall") -> DeviceTarget:
+    """The target for ``--device``/``--dtype``/``--threads``/``--clock``; ``BackendUnavailable`` when
+    the device is not here, ``CostModelError`` for a value that is not allowed."""
     if dtype not in DTYPES:
         raise CostModelError(f"--dtype '{dtype}' is not supported; allowed: {', '.join(DTYPES)}")
     if threads is not None and threads < 1:
         raise CostModelError(f"--threads must be >= 1, got {threads}")
+    if clock not in CLOCKS:
+        raise CostModelError(f"--clock '{clock}' is not supported; allowed: {', '.join(CLOCKS)}")
+    if clock == "cpu" and (device != "cpu" or threads != 1):
+        raise CostModelError("--clock cpu reads the timing thread's CPU time, which is the latency only on the "
+                             "CPU with --threads 1")
     import torch
 
     threads = threads or usable_cores()
     if device == "cpu":
         if dtype == "float16":
             raise CostModelError("--dtype float16 has no fast convolution on the CPU; use float32 or bfloat16")
-        return DeviceTarget("cpu", dtype, threads, cpu_model(), torch.__version__, "none",
-                            description=f"{cpu_model()}, {threads} threads, {dtype}, measured with torch")
+        return DeviceTarget("cpu", dtype, threads, cpu_model(), torch.__version__, "none", clock=clock,
+                            description=f"{cpu_model()}, {threads} threads, {dtype}, measured with torch "
+                                        f"({clock} clock)")
     index = _cuda_index(device)
     if not torch.cuda.is_available():
         raise BackendUnavailable(f"--device {device}: no CUDA GPU is usable here (torch {torch.__version__}, "
@@ -160,12 +173,13 @@ class TimingSettings:
     min_run_time_s: float = 0.1    # of one try, all its blocks together
     max_tries: int = 3
     max_spread: float = 0.05       # IQR / median above which a try counts as noisy
-    warmup_runs: int = 5
+    warmup_runs: int = 5           # at least this many untimed runs first ...
+    warmup_s: float = 0.02         # ... and at least this long (first runs pick kernels, fault pages in)
 
     @property
     def key(self) -> str:
         return (f"min_run_time={self.min_run_time_s:g};max_tries={self.max_tries};max_spread={self.max_spread:g};"
-                f"warmup={self.warmup_runs}")
+                f"warmup={self.warmup_runs}/{self.warmup_s:g}s")
 
 
 @dataclass(frozen=True)
@@ -212,24 +226,26 @@ def measure(run: Callable[[], Any], settings: TimingSettings, timer: Timer) -> T
     return Timing(best.median_s, best.iqr_s, best.samples, attempt, best.noisy)
 
 
-def benchmark_timer(threads: int, blocks: int = 30) -> Timer:
+def benchmark_timer(threads: int, clock: str = "wall", blocks: int = 30) -> Timer:
     """``torch.utils.benchmark.Timer`` with ``threads`` pinned (its default clock synchronises an
     accelerator around each block): ``blocks`` blocks of equal run counts, sized so they take about
     ``min_run_time_s`` together, each giving the mean time of its runs. A fixed number of blocks,
     unlike ``blocked_autorange`` (which ends after one block when a stall outlasts its run time),
-    keeps the median and IQR meaningful on a busy machine."""
+    keeps the median and IQR meaningful on a busy machine. ``clock="cpu"``: the thread's CPU time
+    (``time.thread_time``) instead of the wall clock."""
     def timer(run: Callable[[], Any], min_run_time_s: float) -> Sequence[float]:
-        import time
-
         from torch.utils.benchmark import Timer as TorchTimer
 
-        clock = TorchTimer(stmt="run()", globals={"run": run}, num_threads=threads)
-        probe = min(clock.timeit(1).median for _ in range(3))
+        from torch.utils.benchmark.utils.timer import timer as synchronised_wall_clock
+
+        read = time.thread_time if clock == "cpu" else synchronised_wall_clock
+        clock_timer = TorchTimer(stmt="run()", globals={"run": run}, num_threads=threads, timer=read)
+        probe = min(clock_timer.timeit(1).median for _ in range(3))
         number = max(1, int(min_run_time_s / blocks / max(probe, 1e-9)))
         deadline = time.monotonic() + 10 * min_run_time_s   # a stalled machine: stop early, with what there is
         times = []
         while len(times) < blocks and (len(times) < 5 or time.monotonic() < deadline):
-            times.append(clock.timeit(number).median)
+            times.append(clock_timer.timeit(number).median)
         return times
     return timer
 
@@ -293,10 +309,12 @@ def time_module(module: Callable[[Any], Any], x: Any, target: DeviceTarget, sett
     import torch
 
     _prepare_process(target.device, target.threads)
-    timer = timer or benchmark_timer(target.threads)
+    timer = timer or benchmark_timer(target.threads, target.clock)
     with torch.inference_mode():   # thread-local; the timer runs in this thread
-        for _ in range(settings.warmup_runs):   # first runs autotune (cuDNN) and fault pages in
-            module(x)
+        start, runs = time.perf_counter(), 0
+        while runs < settings.warmup_runs or time.perf_counter() - start < settings.warmup_s:
+            module(x)   # first runs autotune (cuDNN), pick kernels and fault pages in
+            runs += 1
         if target.device.startswith("cuda"):
             torch.cuda.synchronize(target.device)
         return measure(lambda: module(x), settings, timer)

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence, TextIO
 
 from costmodels.backends import BACKEND_NAMES, DEFAULT_TIMEOUT_S, MEASURED_BACKENDS, get_backend
-from costmodels.backends.torch_timing import DTYPES
+from costmodels.backends.torch_timing import CLOCKS, DTYPES
 from costmodels.cli.args import positive_float, positive_int
 from costmodels.errors import CostModelError
 from costmodels.sweep.cache import ResultsCache
@@ -54,6 +54,9 @@ def add_backend_arguments(parser: argparse.ArgumentParser, jobs: bool = True, me
         device.add_argument("--dtype", default="float32", choices=DTYPES, help="tensor type (default float32)")
         device.add_argument("--threads", type=positive_int,
                             help="torch threads, pinned while timing (default: all usable cores)")
+        device.add_argument("--clock", default="wall", choices=tuple(CLOCKS),
+                            help="wall: elapsed time (default); cpu: the timing thread's CPU time, steadier on "
+                                 "a shared machine (CPU, --threads 1 only)")
     cache = group.add_mutually_exclusive_group()
     cache.add_argument("--cache", type=Path, metavar="PATH",
                        help="results cache file (default: $COSTMODEL_CACHE, else the user cache folder)")
@@ -64,7 +67,7 @@ def backend_from_args(args: argparse.Namespace):
     return get_backend(getattr(args, "backend", "builtin"), timeloop_bin=getattr(args, "timeloop_bin", None),
                        timeout_s=getattr(args, "timeout_s", DEFAULT_TIMEOUT_S),
                        device=getattr(args, "device", "cpu"), dtype=getattr(args, "dtype", "float32"),
-                       threads=getattr(args, "threads", None))
+                       threads=getattr(args, "threads", None), clock=getattr(args, "clock", "wall"))
 
 
 def target_from_args(args: argparse.Namespace, backend) -> "Target":
