@@ -316,6 +316,7 @@ def test_additivity_report_structure(cpu):
     assert original.lut_sum_s == pytest.approx(len(layers) * 1000 / 1e9)
     assert original.measured_s == pytest.approx(1.0e-4) and original.error == pytest.approx(original.lut_sum_s / 1e-4 - 1)
     assert report.to_dict()["networks"][0]["what"] == "original network" and len(report.lines()) == 4
+    assert original.overhead_s == pytest.approx(1.0e-4) and original.error_with_overhead > original.error
     no_model = additivity_check(lut, workloads.layers, cpu, None, FAST, sample=2, timer=ScriptedTimer(STEADY))
     assert no_model.networks == () and "built-in model" in no_model.note
 
