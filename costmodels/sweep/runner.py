@@ -63,7 +63,7 @@ def cost_from_record(record: dict[str, Any]) -> WorkloadCost:
                             energy_pj=float(record["energy_pj"]), utilization=float(record["utilization"]),
                             mapping=str(record["mapping"]), noisy=bool(timing.get("noisy", False)),
                             spread=float(timing.get("spread", 0.0)))
-    except (KeyError, TypeError, ValueError) as exc:
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise ValueError(f"malformed cache record: {exc}") from None
 
 
