@@ -412,3 +412,12 @@ def test_the_cpu_clock_is_for_one_cpu_thread_only():
         device_target("cpu", "float32", 2, clock="cpu")
     with pytest.raises(CostModelError, match="--clock 'gpu'"):
         device_target("cpu", "float32", 1, clock="gpu")
+
+
+def test_a_busy_machine_is_named_for_wall_clock_cpu_timings(monkeypatch):
+    monkeypatch.setattr(torch_timing.os, "getloadavg", lambda: (torch_timing.usable_cores() + 1.0, 0.0, 0.0))
+    wall = device_target("cpu", "float32", 1)
+    assert "busy" in torch_timing.busy_warning(wall) and "--clock cpu" in torch_timing.busy_warning(wall)
+    assert torch_timing.busy_warning(device_target("cpu", "float32", 1, clock="cpu")) is None
+    monkeypatch.setattr(torch_timing.os, "getloadavg", lambda: (0.0, 0.0, 0.0))
+    assert torch_timing.busy_warning(wall) is None

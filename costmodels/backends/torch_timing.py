@@ -369,6 +369,21 @@ class TorchTimingBackend:
         return f"TorchTimingBackend({self.target.name!r})"
 
 
+def busy_warning(target: DeviceTarget) -> str | None:
+    """A warning when other processes already use the cores a wall-clock CPU timing needs: its
+    threads then wait for each other and the timings inflate and scatter (often beyond what the
+    noisy flag catches, since a steady stall has a small IQR)."""
+    if not target.device == "cpu" or target.clock == "cpu" or not hasattr(os, "getloadavg"):
+        return None
+    load = os.getloadavg()[0]
+    cores = usable_cores()
+    if load + target.threads <= cores + 0.5:
+        return None
+    return (f"this machine is busy (load average {load:.1f} on {cores} cores): wall-clock timings with "
+            f"{target.threads} thread(s) will be inflated and scattered; measure on an idle machine, or use "
+            f"--threads 1 --clock cpu")
+
+
 def device_lines() -> list[tuple[str, bool, str]]:
     """For ``costmodel doctor``: (name, usable, detail) of each device ``--backend torch`` can time."""
     try:

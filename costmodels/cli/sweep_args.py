@@ -80,6 +80,11 @@ def target_from_args(args: argparse.Namespace, backend) -> "Target":
                                  f"instead: drop --arch")
         if getattr(args, "scheduler", None):
             raise CostModelError(f"--backend {backend.name} measures this machine; --scheduler is not allowed")
+        from costmodels.backends.torch_timing import busy_warning
+
+        warning = busy_warning(backend.target)
+        if warning:
+            print(f"warning: {warning}", file=sys.stderr)
         return backend.target
     if not getattr(args, "arch", None):
         raise CostModelError("--arch is required (a target under arch_specs/ or a spec folder), except with "
