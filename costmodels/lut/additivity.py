@@ -8,9 +8,9 @@ sequence, with other layers in between. Reported with every measured LUT:
   its middle candidate), against the sum of the LUT rows of their conv layers. The forward pass runs
   with batch norm removed, as a deployed network has it folded into the convs. The rest (ReLU,
   residual additions, pooling, the classifier, the module calls) is in the measured time and not in
-  the LUT's sum; it does not depend on the ranks, so it is measured once, as the forward pass with
-  every conv replaced by a stub that returns a ready tensor of its output's shape (``overhead_s``),
-  and reported added to the LUT's sum as well.
+  the LUT's sum; it does not depend on the ranks, so it is measured as the same forward pass with
+  every conv replaced by a stub that returns the output that conv gave (``overhead_s``), and
+  reported added to the LUT's sum as well.
 
 ``error`` is ``lut_sum / measured - 1`` (negative when the LUT underestimates);
 ``error_with_overhead`` adds the network's measured non-conv overhead to the LUT's sum.
@@ -123,16 +123,16 @@ def additivity_check(lut: LUT, layers: tuple[LayerCandidates, ...], target: Devi
 
     dtype = torch_dtype(target.dtype)
 
-    def timed(module: "nn.Module", x_shape: tuple[int, ...]):
-        module = module.to(device=target.device, dtype=dtype).eval()
-        x = torch.randn(*x_shape, device=target.device, dtype=dtype)
-        return time_module(module, x, target, settings, timer)
+    def placed(module: "nn.Module", x_shape: tuple[int, ...]) -> tuple["nn.Module", "torch.Tensor"]:
+        return (module.to(device=target.device, dtype=dtype).eval(),
+                torch.randn(*x_shape, device=target.device, dtype=dtype))
 
     rows = [(c, r) for lc in layers for c in lc.candidates if (r := row(c)) is not None]
     layer_cases = []
     for candidate, lut_row in _sample(rows, sample):
         layer = candidate.layer
-        timing = timed(candidate_module(candidate), (layer.batch, layer.in_channels, *layer.input_size))
+        module, x = placed(candidate_module(candidate), (layer.batch, layer.in_channels, *layer.input_size))
+        timing = time_module(module, x, target, settings, timer)
         layer_cases.append(AdditivityCase(f"{layer.name} {candidate.label}", lut_row.latency_s, timing.median_s,
                                           timing.noisy or lut_row.noisy))
     from costmodels.network.zoo import available_models
@@ -140,54 +140,63 @@ def additivity_check(lut: LUT, layers: tuple[LayerCandidates, ...], target: Devi
         return AdditivityReport(tuple(layer_cases), (), "network forward passes need a built-in model (--model)")
     chosen = {lc.layer.name: (lc.original if not lc.candidates else _middle(lc.candidates)) for lc in layers}
     originals = {lc.layer.name: lc.original for lc in layers}
-    stubbed, shape = _network(model, layers, originals, stub_convs=True)
-    overhead = timed(stubbed, shape)
     network_cases = []
     for what, picks in (("original network", originals), ("compressed network (middle candidate per layer)",
                                                              chosen)):
         picked_rows = [row(c) for c in picks.values()]
         if any(r is None for r in picked_rows):
             continue   # a row failed to measure: no sum to compare
-        module, shape = _network(model, layers, picks)
-        timing = timed(module, shape)
+        module, x = placed(*_network(model, layers, picks))
+        timing = time_module(module, x, target, settings, timer)
+        overhead = time_module(_stub_convs(module, x), x, target, settings, timer)
         network_cases.append(AdditivityCase(what, sum(r.latency_s for r in picked_rows), timing.median_s,
                                             timing.noisy or overhead.noisy or any(r.noisy for r in picked_rows),
                                             overhead.median_s))
     return AdditivityReport(tuple(layer_cases), tuple(network_cases),
                             "forward passes have batch norm removed (folded at inference); ReLU, residual adds, "
                             "pooling, the classifier and module calls are not in the LUT's sum: the overhead is "
-                            "the forward pass with every conv stubbed out")
+                            "the same forward pass with every conv stubbed out")
 
 
-def _conv_stub(layer: ConvLayer) -> "nn.Module":
-    """A stand-in for a conv: returns a ready tensor of its output's shape, at the cost of a call."""
+def _stub_convs(net: "nn.Module", x: "torch.Tensor") -> "nn.Module":
+    """``net`` (changed in place) with every conv replaced by a stub that returns the output the conv
+    gave on ``x``: what is left to time is everything but the convs."""
     import torch
 
     class ConvStub(torch.nn.Module):
-        def __init__(self) -> None:
+        def __init__(self, out: torch.Tensor) -> None:
             super().__init__()
-            self.register_buffer("out", torch.zeros(layer.batch, layer.out_channels, *layer.output_size))
+            self.out = out
 
         def forward(self, x: torch.Tensor) -> torch.Tensor:
             return self.out
 
-    return ConvStub()
+    outputs: dict[str, torch.Tensor] = {}
+    convs = [(name, m) for name, m in net.named_modules() if isinstance(m, torch.nn.Conv2d)]
+    hooks = [m.register_forward_hook(lambda _m, _i, out, name=name: outputs.__setitem__(name, out.clone()))
+             for name, m in convs]
+    with torch.inference_mode():
+        net(x)
+    for hook in hooks:
+        hook.remove()
+    for name, _ in convs:
+        parent_name, _, attr = name.rpartition(".")
+        setattr(net.get_submodule(parent_name) if parent_name else net, attr, ConvStub(outputs[name]))
+    return net
 
 
-def _network(model: str, layers: tuple[LayerCandidates, ...], picks: dict[str, Tucker2Candidate],
-             stub_convs: bool = False) -> tuple["nn.Module", tuple[int, ...]]:
-    """The built-in model with each layer replaced by its picked candidate (or, ``stub_convs``, by a
-    stub) and batch norm removed."""
+def _network(model: str, layers: tuple[LayerCandidates, ...],
+             picks: dict[str, Tucker2Candidate]) -> tuple["nn.Module", tuple[int, ...]]:
+    """The built-in model with each layer replaced by its picked candidate and batch norm removed."""
     import torch
 
     from costmodels.network.zoo import build_model, model_input_shape
 
     net = build_model(model)
     for name, candidate in picks.items():
-        if stub_convs or candidate.form is not Form.ORIGINAL:
+        if candidate.form is not Form.ORIGINAL:
             parent_name, _, attr = name.rpartition(".")
-            replacement = _conv_stub(candidate.layer) if stub_convs else candidate_module(candidate)
-            setattr(net.get_submodule(parent_name) if parent_name else net, attr, replacement)
+            setattr(net.get_submodule(parent_name) if parent_name else net, attr, candidate_module(candidate))
     for name, module in list(net.named_modules()):
         if isinstance(module, torch.nn.BatchNorm2d):
             parent_name, _, attr = name.rpartition(".")
