@@ -1,6 +1,6 @@
 """The measured backend: each workload timed on this machine's CPU or a CUDA GPU with PyTorch.
 
-``--backend torch --device cpu|cuda[:N] [--dtype ...] [--threads N]``. The target is not a spec
+``--backend torch --device cpu|cuda[:N] [--dtype ...] [--threads N] [--clock wall|cpu]``. The target is not a spec
 but a ``DeviceTarget``: the device, the dtype, the thread count and what identifies the machine
 (CPU model or GPU name, torch and cuDNN versions). It plays the spec's part in the pipeline: its
 ``name`` names the LUT, its ``content_hash`` (the device fingerprint) enters every cache key, so a
@@ -14,8 +14,8 @@ it); CNNs pad for "same" output, so the conv gets input ``P * stride`` and the p
 
 How (``measure``): a warm-up, then ``torch.utils.benchmark.Timer`` times a fixed number of equal
 blocks of runs (``benchmark_timer``); the median of the blocks' per-run times is the latency and
-their inter-quartile range (IQR) the spread.
-A try whose IQR exceeds ``max_spread`` of the median is repeated, at most ``max_tries`` times; past
+their inter-quartile range (IQR) the spread; ``--clock cpu`` reads the timing thread's CPU time
+instead of the wall clock (one CPU thread only), which a shared machine disturbs far less. A try whose IQR exceeds ``max_spread`` of the median is repeated, at most ``max_tries`` times; past
 that the steadiest try is kept and the workload is flagged ``noisy`` in the LUT, not hidden. Threads
 are pinned (``torch.set_num_threads``) and recorded. On CUDA cuDNN autotuning is on and the timer
 synchronises the device around every block.
@@ -35,7 +35,6 @@ import platform
 import statistics
 import time
 from dataclasses import dataclass, field
-from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from costmodels.backends.base import BackendError, BackendUnavailable
@@ -293,9 +292,8 @@ def workload_conv(workload: Workload, target: DeviceTarget) -> tuple["torch.nn.M
     return conv, x
 
 
-@lru_cache(maxsize=None)
 def _prepare_process(device: str, threads: int) -> None:
-    """Pin threads and switch cuDNN autotuning on, once per process and setting."""
+    """Pin threads and switch cuDNN autotuning on (cheap: done before every timing)."""
     import torch
 
     torch.set_num_threads(threads)
