@@ -36,6 +36,9 @@ def doctor_checks(timeloop_bin: str | os.PathLike | None = None, cache_path: str
     ]
     for status in backend_status(None if timeloop_bin is None else str(timeloop_bin)):
         checks.append(Check("backends", status.name, status.available, status.reason))
+    from costmodels.backends.torch_timing import device_lines
+    for name, usable, detail in device_lines():
+        checks.append(Check("devices (--backend torch)", name, usable, detail))
     accelergy, why = accelergy_status()
     checks.append(Check("energy", "accelergy", accelergy is not None, why))
     checks.append(_dask_check())

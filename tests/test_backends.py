@@ -352,3 +352,185 @@ def test_doctor_reports_backends_and_reasons(tmp_path, capsys):
     assert by_name["builtin"]["ok"] and not by_name["timeloop"]["ok"]
     assert "timeloop-mapper not found" in by_name["timeloop"]["detail"]
     assert [c.name for c in doctor_checks(tmp_path)][:3] == ["costmodels", "python", "cores"]
+
+
+# --- Timeloop v3.0.3 quirks: no constraints for timeloop-model, input names the CLI skips ----------
+
+def test_timeloop_model_gets_no_constraints_file(spec, tmp_path):
+    log = tmp_path / "log"
+    log.mkdir()
+    ref = REFERENCE / "runs" / SMALL
+    fake_tool(tmp_path / "bin", "timeloop-model", f"""
+printf '%s\\n' "$@" > "{log}/argv"
+ls -R > "{log}/files"
+cp "{ref}/timeloop-mapper.stats.txt" timeloop-model.stats.txt
+""")
+    backend = get_backend("timeloop-model", timeloop_bin=str(tmp_path / "bin"))
+    backend.evaluate(workload(SMALL), spec)
+    argv = (log / "argv").read_text().split()
+    assert not [a for a in argv if "constraints" in a], argv
+    assert argv[0] == "arch/eyeriss_like.yaml" and "map.yaml" in argv
+    assert not [a for a in argv if Path(a).name.startswith("timeloop-")]
+
+
+def test_inputs_named_like_timeloop_outputs_are_renamed():
+    assert timeloop_module.staged_name("timeloop-mapper.map.yaml") == "input-timeloop-mapper.map.yaml"
+    assert timeloop_module.staged_name("maps/timeloop-model.map.yaml") == "maps/input-timeloop-model.map.yaml"
+    assert timeloop_module.staged_name("arch/eyeriss_like.yaml") == "arch/eyeriss_like.yaml"
+    assert timeloop_module.staged_name("timeloop_mapper.yaml") == "timeloop_mapper.yaml"
+
+
+def test_a_spec_file_named_like_an_output_reaches_the_tool(tmp_path):
+    folder = tmp_path / "spec"
+    shutil.copytree(SPECS_ROOT / "eyeriss", folder)
+    (folder / "mapper" / "mapper.yaml").rename(folder / "mapper" / "timeloop-mapper.map.yaml")
+    target = folder / "target.yaml"
+    target.write_text(target.read_text().replace("mapper/mapper.yaml", "mapper/timeloop-mapper.map.yaml"))
+    log = tmp_path / "log"
+    recording_mapper(tmp_path / "bin", log)
+    renamed = load_spec(folder)
+    TimeloopBackend(timeloop_bin=tmp_path / "bin").evaluate(workload(SMALL), renamed)
+    argv = (log / "argv").read_text().split()
+    assert "mapper/input-timeloop-mapper.map.yaml" in argv and "mapper/timeloop-mapper.map.yaml" not in argv
+
+
+# --- pytimeloop: which application API is installed ----------------------------------------------------
+
+# Fake pytimeloop packages, one per API shape. Each app records what it was given and writes the
+# files the Timeloop tool would, from the reference run.
+_YAML_STR_APP = '''
+import os, shutil
+REF = {ref!r}
+
+class _App:
+    tool = None
+    def __init__(self, yaml_str_cfg, log_level=20, default_out_dir="."):
+        self.yaml_str_cfg = yaml_str_cfg
+    def run(self):
+        raise AssertionError("the runner must not use the in-memory run()")
+    def run_subprocess(self, out_dir=None):
+        with open(os.path.join(out_dir, "given.yaml"), "w") as f:
+            f.write(self.yaml_str_cfg)
+        shutil.copy(os.path.join(REF, "timeloop-mapper.stats.txt"), os.path.join(out_dir, self.tool + ".stats.txt"))
+        shutil.copy(os.path.join(REF, "timeloop-mapper.map.yaml"), os.path.join(out_dir, self.tool + ".map.yaml"))
+
+class ModelApp(_App):
+    tool = "timeloop-model"
+
+class MapperApp(_App):
+    tool = "timeloop-mapper"
+'''
+
+_CONFIG_OBJECT_APP = '''
+import os, shutil
+from pytimeloop.config import Config
+REF = {ref!r}
+
+class _App:
+    def __init__(self, cfg, out_dir, name):
+        assert isinstance(cfg, Config)
+        self.cfg, self.out_dir, self.name = cfg, out_dir, name
+    def run(self):
+        with open(os.path.join(self.out_dir, "given.yaml"), "w") as f:
+            f.write(self.cfg.text)
+        shutil.copy(os.path.join(REF, "timeloop-mapper.stats.txt"), os.path.join(self.out_dir, self.name + ".stats.txt"))
+        shutil.copy(os.path.join(REF, "timeloop-mapper.map.yaml"), os.path.join(self.out_dir, self.name + ".map.yaml"))
+
+ModelApp = type("ModelApp", (_App,), {{}})
+MapperApp = type("MapperApp", (_App,), {{}})
+'''
+
+_CONFIG = '''
+class Config:
+    def __init__(self, text, kind):
+        assert kind == "yaml"
+        self.text = text
+'''
+
+
+def fake_pytimeloop(root: Path, shape: str) -> Path:
+    package = root / "pytimeloop"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    ref = str(REFERENCE / "runs" / SMALL)
+    if shape == "yaml-str":
+        (package / "app.py").write_text(_YAML_STR_APP.format(ref=ref))
+        (root / "bindings").mkdir()
+        (root / "bindings" / "__init__.py").write_text("")
+        (root / "bindings" / "config.py").write_text("class Configurator:\n    pass\n")
+    elif shape == "config-object":
+        (package / "app.py").write_text(_CONFIG_OBJECT_APP.format(ref=ref))
+        (package / "config.py").write_text(_CONFIG)
+    elif shape == "v4-only":   # apps without the classes this toolkit drives
+        (package / "app.py").write_text("def call_mapper(spec, output_dir):\n    pass\n")
+    elif shape == "no-config":   # apps built from some other configuration object
+        (package / "app.py").write_text("class ModelApp:\n    def __init__(self, spec):\n        pass\n"
+                                        "MapperApp = ModelApp\n")
+    elif shape == "broken":
+        (package / "app.py").write_text("raise ImportError('libtimeloop-model.so: cannot open shared object')\n")
+    return root
+
+
+@pytest.fixture
+def installed(tmp_path, monkeypatch):
+    """Install a fake pytimeloop of the given shape for this process and its children."""
+    import sys
+
+    def install(shape: str) -> Path:
+        root = fake_pytimeloop(tmp_path / f"site-{shape}", shape)
+        monkeypatch.syspath_prepend(str(root))
+        monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")]))
+        for name in [m for m in sys.modules if m.split(".")[0] in ("pytimeloop", "bindings")]:
+            monkeypatch.delitem(sys.modules, name)
+        timeloop_module.pytimeloop_status.cache_clear()
+        return root
+
+    yield install
+    timeloop_module.pytimeloop_status.cache_clear()
+
+
+@pytest.mark.parametrize("shape,api", [("yaml-str", "yaml-str"), ("config-object", "config-object"),
+                                       ("v4-only", None), ("no-config", None), ("broken", None)])
+def test_pytimeloop_api_is_detected(installed, shape, api):
+    from costmodels.backends.pytimeloop_runner import detect_api
+
+    installed(shape)
+    found, why = detect_api()
+    assert found == api, why
+    if shape == "broken":
+        assert "cannot open shared object" in why
+    if shape == "no-config":
+        assert "takes 'spec'" in why and "pytimeloop.config.Config is missing" in why
+
+
+def test_unusable_pytimeloop_falls_back_to_the_executables_and_says_why(installed, tmp_path, monkeypatch):
+    installed("v4-only")
+    recording_mapper(tmp_path / "bin", tmp_path / "log")
+    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}")
+    tools, why = find_timeloop(None, "timeloop-mapper")
+    assert tools is not None and tools.engine == "executables"
+    assert why.startswith(str(tmp_path / "bin" / "timeloop-mapper")) and "pytimeloop not used" in why
+    assert "no ModelApp/MapperApp" in why
+    status = {s.name: s for s in backend_status()}
+    assert status["timeloop"].available and "pytimeloop not used" in status["timeloop"].reason
+
+
+def test_yaml_str_pytimeloop_needs_the_tool_it_runs(installed):
+    installed("yaml-str")
+    tools, why = find_timeloop(None, "timeloop-mapper", engine="pytimeloop")
+    assert tools is None and "run_subprocess" in why and "not on PATH" in why
+
+
+@pytest.mark.parametrize("shape", ["yaml-str", "config-object"])
+def test_runner_drives_each_pytimeloop_api(installed, shape, spec, tmp_path, monkeypatch):
+    installed(shape)
+    if shape == "yaml-str":   # its run_subprocess starts the tool: one must be on PATH
+        fake_tool(tmp_path / "bin", "timeloop-mapper", "exit 0\n")
+        monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}")
+    backend = TimeloopBackend(engine="pytimeloop")
+    assert backend.tools.engine == "pytimeloop" and shape in backend.version
+    w = workload(SMALL)
+    ev = backend.evaluate(w, spec)
+    expected = read_timeloop_output(REFERENCE / "runs" / SMALL, spec, w, backend="timeloop",
+                                    backend_version=backend.version)
+    assert ev == expected

@@ -11,9 +11,14 @@ Where the tools come from (``find_timeloop``):
 
 1. ``--timeloop-bin DIR`` (or the ``COSTMODEL_TIMELOOP_BIN`` environment variable): the executables
    in DIR.
-2. Otherwise ``pytimeloop``, when importable with the application API this module drives; it runs in
-   a child process (``pytimeloop_runner``) so the same time limit and isolation apply.
-3. Otherwise ``timeloop-mapper`` / ``timeloop-model`` on PATH.
+2. Otherwise ``pytimeloop``, when importable with an application API that ``pytimeloop_runner``
+   drives (its ``detect_api``); it runs in a child process so the same time limit and isolation apply.
+3. Otherwise ``timeloop-mapper`` / ``timeloop-model`` on PATH; the description says why pytimeloop
+   was not used (``costmodel doctor`` shows it).
+
+``timeloop-model`` gets no constraints file (a fixed mapping's cost does not depend on them, and
+Timeloop v3.0.3 rejects valid mappings when given them), and no input is staged under a name the
+Timeloop CLI skips (``staged_name``).
 
 Energy: the spec's own table (``ERT.yaml``) unless ``target.yaml`` says ``energy_source: accelergy``
 and Accelergy is installed; then Accelergy computes the table from the architecture and component
@@ -49,6 +54,7 @@ DEFAULT_TIMEOUT_S = 1800.0
 ENV_BIN = "COSTMODEL_TIMELOOP_BIN"
 ENGINES = ("auto", "executables", "pytimeloop")
 _LOG_TAIL = 1500
+OUTPUT_PREFIXES = ("timeloop-mapper.", "timeloop-model.")
 
 
 @dataclass(frozen=True)
@@ -91,17 +97,18 @@ def _distribution_version(*names: str) -> str | None:
 
 
 @lru_cache(maxsize=1)
-def pytimeloop_status() -> tuple[bool, str]:
-    """Whether pytimeloop is importable with the application API ``pytimeloop_runner`` drives."""
+def pytimeloop_status() -> tuple[str | None, str]:
+    """The pytimeloop application API that ``pytimeloop_runner`` drives here (see its
+    ``detect_api``), or None and why not."""
+    from costmodels.backends.pytimeloop_runner import detect_api
+
     if importlib.util.find_spec("pytimeloop") is None:
-        return False, "pytimeloop is not importable"
-    try:
-        from pytimeloop.app import MapperApp, ModelApp  # noqa: F401
-        from pytimeloop.config import Config  # noqa: F401
-    except Exception as exc:  # an installed but broken or different pytimeloop
-        return False, f"pytimeloop is installed but lacks pytimeloop.app/pytimeloop.config ({exc})"
+        return None, "pytimeloop is not importable"
+    api, why = detect_api()
+    if api is None:
+        return None, f"pytimeloop is installed but not usable: {why}"
     version = _distribution_version("pytimeloop", "timeloop-python") or "unknown"
-    return True, f"pytimeloop {version}"
+    return api, f"pytimeloop {version} ({api} API: {why})"
 
 
 def find_timeloop(timeloop_bin: str | os.PathLike | None = None, tool: str = "timeloop-mapper",
@@ -119,18 +126,23 @@ def find_timeloop(timeloop_bin: str | os.PathLike | None = None, tool: str = "ti
             return None, f"{tool} not found (or not executable) in {bin_dir} ({where})"
         return TimeloopTools(tool, "executables", (str(path),), _executable_version(path)), f"{path}"
     reasons = []
+    found = shutil.which(tool)
     if engine in ("auto", "pytimeloop"):
-        ok, why = pytimeloop_status()
-        if ok:
+        from costmodels.backends.pytimeloop_runner import API_YAML_STR
+
+        api, why = pytimeloop_status()
+        if api == API_YAML_STR and not found:
+            api, why = None, f"{why}: it runs {tool} itself (run_subprocess), which is not on PATH"
+        if api is not None:
             command = (sys.executable, "-m", "costmodels.backends.pytimeloop_runner", tool.removeprefix("timeloop-"))
             return TimeloopTools(tool, "pytimeloop", command, why), f"{why} (in a child process)"
         reasons.append(why)
         if engine == "pytimeloop":
             return None, why
-    found = shutil.which(tool)
     if found:
         path = Path(found)
-        return TimeloopTools(tool, "executables", (str(path),), _executable_version(path)), str(path)
+        fallback = f" (pytimeloop not used: {reasons[0]})" if reasons else ""
+        return TimeloopTools(tool, "executables", (str(path),), _executable_version(path)), f"{path}{fallback}"
     reasons.append(f"{tool} is not on PATH (install Timeloop or give --timeloop-bin DIR)")
     return None, "; ".join(reasons)
 
@@ -223,9 +235,10 @@ def _stage(spec: ArchSpec, into: Path) -> _Staged:
 
     def relative(path: Path) -> str:
         try:
-            return path.resolve().relative_to(spec.folder.resolve()).as_posix()
+            rel = path.resolve().relative_to(spec.folder.resolve()).as_posix()
         except ValueError:
-            return f"extra/{path.name}"
+            rel = f"extra/{path.name}"
+        return staged_name(rel)
 
     roles: dict[str, str] = {}
     for role in ("architecture", "mapper", "energy"):
@@ -248,6 +261,15 @@ def _stage(spec: ArchSpec, into: Path) -> _Staged:
                    components=tuple(r for r in staged if r not in named),
                    constraints=tuple(r for r in staged if r in constraint_files),
                    mapper=roles["mapper"], energy=roles["energy"])
+
+
+def staged_name(relative: str) -> str:
+    """The name an input file gets in the run folder. The Timeloop CLI silently skips an input named
+    like its own outputs (``timeloop-mapper.map.yaml`` is one), so such a file is renamed."""
+    folder, _, name = relative.rpartition("/")
+    if name.startswith(OUTPUT_PREFIXES):
+        name = f"input-{name}"
+    return f"{folder}/{name}" if folder else name
 
 
 _ACCELERGY_TABLES: dict[str, dict[str, bytes]] = {}
@@ -361,6 +383,8 @@ class TimeloopModelBackend(TimeloopBackend):
             write_problem(workload, folder / "problem.yaml")
             (folder / "map.yaml").write_text(mapping_yaml(mapping, spec) + "\n")
             energy = self._energy_files(spec, staged, folder)
-            inputs = [staged.architecture, *staged.components, *staged.constraints, "problem.yaml", "map.yaml",
-                      *energy]
+            # No constraints: they do not enter the evaluation of a given mapping, and Timeloop
+            # v3.0.3's timeloop-model rejects even timeloop-mapper's own mappings when given them
+            # (it compares spatial splits literally and checks permutations against the wrong list).
+            inputs = [staged.architecture, *staged.components, "problem.yaml", "map.yaml", *energy]
             return self._run(workload, spec, folder, inputs, mapping=mapping)

@@ -50,10 +50,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_build(args: argparse.Namespace) -> int:
-    from costmodels.cli.sweep_args import SweepProgress, backend_from_args, cache_from_args, report_failures
+    from costmodels.cli.sweep_args import (SweepProgress, backend_from_args, cache_from_args, report_failures,
+                                           target_from_args)
     from costmodels.lut.build import build_lut, lut_summary, write_lut
-    spec = load_spec(args.arch)
     backend = backend_from_args(args)
+    spec = target_from_args(args, backend)
     name, layers = network_layers(args)
     workloads = network_workloads(network_candidates(layers, rank_grid(args)))
     out = args.out or Path("luts") / f"{name}-{spec.name}"
@@ -61,6 +62,8 @@ def cmd_build(args: argparse.Namespace) -> int:
     with cache or nullcontext(), SweepProgress(f"{name} on {spec.name}") as progress:
         lut = build_lut(name, workloads, spec, backend, cache=cache, jobs=args.jobs, scheduler=args.scheduler,
                         progress=progress)
+    if lut.measured:
+        return _finish_measured_build(args, name, workloads, spec, lut, out)
     csv_path, summary_path = write_lut(lut, out)
     original = lut_summary(lut)["original"]
     print(f"{name} on {spec.name} ({backend.name}): {len(workloads.unique)} unique workloads, "
@@ -72,11 +75,29 @@ def cmd_build(args: argparse.Namespace) -> int:
     return 1 if report_failures(lut.failures, len(workloads.unique)) else 0
 
 
+def _finish_measured_build(args: argparse.Namespace, name: str, workloads, target, lut, out: Path) -> int:
+    """A measured LUT: the additivity check, then the LUT and its summary."""
+    from costmodels.cli.sweep_args import report_failures
+    from costmodels.lut.additivity import additivity_check
+    from costmodels.lut.build import lut_summary, write_lut
+
+    report = additivity_check(lut, workloads.layers, target, args.model)
+    csv_path, summary_path = write_lut(lut, out, {"additivity": report.to_dict()})
+    summary = lut_summary(lut)
+    print(f"{name} on {target.name} (measured: {target.description}): {len(workloads.unique)} unique workloads, "
+          f"{len(lut.rows)} LUT rows, {summary['noisy_rows']} flagged noisy")
+    print(f"original network: sum of its conv layers {summary['original']['latency_s'] * 1e3:.3f} ms")
+    for line in report.lines():
+        print(line)
+    print(f"wrote {csv_path} and {summary_path}")
+    return 1 if report_failures(lut.failures, len(workloads.unique)) else 0
+
+
 def cmd_heatmap(args: argparse.Namespace) -> int:
-    from costmodels.cli.sweep_args import SweepProgress, backend_from_args, cache_from_args
+    from costmodels.cli.sweep_args import SweepProgress, backend_from_args, cache_from_args, target_from_args
     from costmodels.lut.heatmap import rank_heatmap, write_heatmap
-    spec = load_spec(args.arch)
     backend = backend_from_args(args)
+    spec = target_from_args(args, backend)
     name, layers = network_layers(args)
     by_name = {layer.name: layer for layer in layers}
     if args.layer not in by_name:
@@ -103,18 +124,18 @@ def add_evaluate_parsers(sub: Any) -> None:
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("build", help="evaluate every layer and candidate; write the latency LUT and a summary")
-    p.add_argument("--arch", required=True, help="target under arch_specs/ or a spec folder")
+    p.add_argument("--arch", help="target under arch_specs/ or a spec folder (required except with --backend torch)")
     add_source_arguments(p)
     add_grid_arguments(p)
     p.add_argument("--out", type=Path, help="output folder (default luts/NETWORK-ARCH)")
-    add_backend_arguments(p)
+    add_backend_arguments(p, measured=True)
     p.set_defaults(func=cmd_build)
 
     p = sub.add_parser("heatmap", help="latency of one layer over a dense (r1, r2) grid (HALOC Figure 2)")
-    p.add_argument("--arch", required=True, help="target under arch_specs/ or a spec folder")
+    p.add_argument("--arch", help="target under arch_specs/ or a spec folder (required except with --backend torch)")
     add_source_arguments(p)
     p.add_argument("--layer", required=True, help="a dense KxK conv layer, e.g. layer3.0.conv2")
     p.add_argument("--step", type=positive_int, default=8, help="rank step of the grid (default 8)")
     p.add_argument("--out", type=Path, help="output folder (default luts/NETWORK-ARCH)")
-    add_backend_arguments(p)
+    add_backend_arguments(p, measured=True)
     p.set_defaults(func=cmd_heatmap)

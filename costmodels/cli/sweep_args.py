@@ -1,8 +1,10 @@
 """What the commands that run sweeps share:
 
 - ``add_backend_arguments(parser)``: ``--backend``, ``--timeloop-bin``, ``--timeout``, ``--jobs``,
-  ``--scheduler``, ``--cache PATH``, ``--no-cache``.
-- ``backend_from_args``, ``cache_from_args``, ``SweepProgress``, ``report_failures``.
+  ``--scheduler``, ``--cache PATH``, ``--no-cache``, and the measured backend's ``--device``,
+  ``--dtype``, ``--threads``.
+- ``backend_from_args``, ``target_from_args`` (a spec, or the device that ``--backend torch`` times),
+  ``cache_from_args``, ``SweepProgress``, ``report_failures``.
 """
 
 from __future__ import annotations
@@ -13,22 +15,30 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence, TextIO
 
-from costmodels.backends import BACKEND_NAMES, DEFAULT_TIMEOUT_S, get_backend
+from costmodels.backends import BACKEND_NAMES, DEFAULT_TIMEOUT_S, MEASURED_BACKENDS, get_backend
+from costmodels.backends.torch_timing import CLOCKS, DTYPES
 from costmodels.cli.args import positive_float, positive_int
+from costmodels.errors import CostModelError
 from costmodels.sweep.cache import ResultsCache
 
 if TYPE_CHECKING:
+    from costmodels.backends import Target
     from costmodels.sweep.records import WorkloadFailure
 
 
-def add_backend_arguments(parser: argparse.ArgumentParser, jobs: bool = True) -> None:
-    """The evaluation flags of ``costmodel build`` (``jobs=False`` where the parser has --jobs)."""
+def add_backend_arguments(parser: argparse.ArgumentParser, jobs: bool = True, measured: bool = False) -> None:
+    """The evaluation flags of ``costmodel build`` (``jobs=False`` where the parser has --jobs;
+    ``measured=True`` where the command also takes ``--backend torch`` and its device flags)."""
     from costmodels.sweep.records import default_jobs
 
     group = parser.add_argument_group("evaluation")
-    group.add_argument("--backend", default="builtin", choices=BACKEND_NAMES,
-                       help="builtin: built-in mapper and model (default); timeloop: the real timeloop-mapper; "
-                            "timeloop-model: the built-in mapping evaluated by the real timeloop-model")
+    simulated = "builtin: built-in mapper and model (default); timeloop: the real timeloop-mapper; " \
+                "timeloop-model: the built-in mapping evaluated by the real timeloop-model"
+    group.add_argument("--backend", default="builtin",
+                       choices=BACKEND_NAMES if measured else tuple(b for b in BACKEND_NAMES
+                                                                    if b not in MEASURED_BACKENDS),
+                       help=simulated + ("; torch: measured on this machine's --device (no --arch)" if measured
+                                         else ""))
     group.add_argument("--timeloop-bin", metavar="DIR",
                        help="folder with timeloop-mapper / timeloop-model (default: pytimeloop, else PATH)")
     group.add_argument("--timeout", type=positive_float, default=DEFAULT_TIMEOUT_S, dest="timeout_s",
@@ -38,6 +48,15 @@ def add_backend_arguments(parser: argparse.ArgumentParser, jobs: bool = True) ->
                            help="local worker processes (default: all cores)")
     group.add_argument("--scheduler", metavar="ADDRESS",
                        help="run the evaluations on this Dask scheduler (e.g. tcp://host:8786) instead")
+    if measured:
+        device = parser.add_argument_group("measured backend (--backend torch)")
+        device.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
+        device.add_argument("--dtype", default="float32", choices=DTYPES, help="tensor type (default float32)")
+        device.add_argument("--threads", type=positive_int,
+                            help="torch threads, pinned while timing (default: all usable cores)")
+        device.add_argument("--clock", default="wall", choices=tuple(CLOCKS),
+                            help="wall: elapsed time (default); cpu: the timing thread's CPU time, steadier on "
+                                 "a shared machine (CPU, --threads 1 only)")
     cache = group.add_mutually_exclusive_group()
     cache.add_argument("--cache", type=Path, metavar="PATH",
                        help="results cache file (default: $COSTMODEL_CACHE, else the user cache folder)")
@@ -46,7 +65,31 @@ def add_backend_arguments(parser: argparse.ArgumentParser, jobs: bool = True) ->
 
 def backend_from_args(args: argparse.Namespace):
     return get_backend(getattr(args, "backend", "builtin"), timeloop_bin=getattr(args, "timeloop_bin", None),
-                       timeout_s=getattr(args, "timeout_s", DEFAULT_TIMEOUT_S))
+                       timeout_s=getattr(args, "timeout_s", DEFAULT_TIMEOUT_S),
+                       device=getattr(args, "device", "cpu"), dtype=getattr(args, "dtype", "float32"),
+                       threads=getattr(args, "threads", None), clock=getattr(args, "clock", "wall"))
+
+
+def target_from_args(args: argparse.Namespace, backend) -> "Target":
+    """``--arch``'s spec, or the device a measured backend times (which takes no ``--arch``)."""
+    from costmodels.timeloop.spec import load_spec
+
+    if backend.name in MEASURED_BACKENDS:
+        if getattr(args, "arch", None):
+            raise CostModelError(f"--arch names a simulated spec; --backend {backend.name} measures --device "
+                                 f"instead: drop --arch")
+        if getattr(args, "scheduler", None):
+            raise CostModelError(f"--backend {backend.name} measures this machine; --scheduler is not allowed")
+        from costmodels.backends.torch_timing import busy_warning
+
+        warning = busy_warning(backend.target)
+        if warning:
+            print(f"warning: {warning}", file=sys.stderr)
+        return backend.target
+    if not getattr(args, "arch", None):
+        raise CostModelError("--arch is required (a target under arch_specs/ or a spec folder), except with "
+                             "--backend torch")
+    return load_spec(args.arch)
 
 
 def cache_from_args(args: argparse.Namespace) -> ResultsCache | None:

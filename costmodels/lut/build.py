@@ -15,6 +15,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
+from costmodels.backends.torch_timing import DeviceTarget
 from costmodels.io_utils import atomic_write_text
 from costmodels.problems.candidates import Form, LayerCandidates, Tucker2Candidate
 from costmodels.problems.workloads import NetworkWorkloads, subconv_workloads
@@ -23,7 +24,7 @@ from costmodels.timeloop.spec import ArchSpec
 from costmodels.version import __version__
 
 if TYPE_CHECKING:
-    from costmodels.backends import Backend
+    from costmodels.backends import Backend, Target
     from costmodels.sweep.cache import ResultsCache
 
 MAX_SUBCONVS = 3
@@ -49,6 +50,7 @@ class LUTRow:
     cycles: int
     energy_pj: float
     latency_s: float
+    noisy: bool = False      # measured targets: a sub-convolution's timing stayed noisy
 
 
 @dataclass(frozen=True)
@@ -61,6 +63,12 @@ class LUT:
     clock_hz: float
     rows: tuple[LUTRow, ...]
     failures: tuple[WorkloadFailure, ...]
+    # A measured target's provenance (``DeviceTarget.provenance``); empty for a simulated spec.
+    device: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def measured(self) -> bool:
+        return bool(self.device)
 
 
 def _row(candidate: Tucker2Candidate, costs: dict[str, WorkloadCost], clock_hz: float) -> LUTRow | None:
@@ -71,10 +79,11 @@ def _row(candidate: Tucker2Candidate, costs: dict[str, WorkloadCost], clock_hz: 
                              u.count * costs[u.workload.key].energy_pj) for u in uses)
     cycles = sum(s.cycles for s in subs)
     return LUTRow(candidate.layer.name, candidate.form.value, candidate.r1, candidate.r2, candidate.macs,
-                  candidate.params, subs, cycles, sum(s.energy_pj for s in subs), cycles / clock_hz)
+                  candidate.params, subs, cycles, sum(s.energy_pj for s in subs), cycles / clock_hz,
+                  any(costs[u.workload.key].noisy for u in uses))
 
 
-def assemble_lut(network: str, layers: tuple[LayerCandidates, ...], spec: ArchSpec,
+def assemble_lut(network: str, layers: tuple[LayerCandidates, ...], spec: "Target",
                  results: dict[str, WorkloadCost | WorkloadFailure], backend: str = "builtin",
                  backend_version: str = "") -> LUT:
     """Rows of each layer's original and its candidates; a row whose workloads failed is left out."""
@@ -82,10 +91,12 @@ def assemble_lut(network: str, layers: tuple[LayerCandidates, ...], spec: ArchSp
     rows = tuple(row for lc in layers for row in (_row(c, costs, spec.clock_hz) for c in (lc.original, *lc.candidates))
                  if row is not None)
     failures = tuple(v for v in results.values() if isinstance(v, WorkloadFailure))
-    return LUT(network, spec.name, spec.content_hash, backend, backend_version, spec.clock_hz, rows, failures)
+    device = spec.provenance() if isinstance(spec, DeviceTarget) else ()
+    return LUT(network, spec.name, spec.content_hash, backend, backend_version, spec.clock_hz, rows, failures,
+               device)
 
 
-def build_lut(network: str, workloads: NetworkWorkloads, spec: ArchSpec, backend: "Backend | None" = None,
+def build_lut(network: str, workloads: NetworkWorkloads, spec: "Target", backend: "Backend | None" = None,
               cache: "ResultsCache | None" = None, jobs: int = 1, scheduler: str | None = None,
               progress: Callable[[int, int, int], None] | None = None) -> LUT:
     """Evaluate every unique workload (through the cache when given) and assemble the LUT."""
@@ -101,6 +112,8 @@ SUBCONV_COLUMNS = tuple(f"sub{i}_{f}" for i in range(1, MAX_SUBCONVS + 1) for f 
 ROW_COLUMNS = ("network", "arch", "layer", "form", "r1", "r2", "macs", "params", *SUBCONV_COLUMNS, "cycles",
                "energy_pj", "latency_s")
 CSV_COLUMNS = (*ROW_COLUMNS, "original_cycles", "original_energy_pj", "speedup")
+NOISY_COLUMN = "noisy"   # measured LUTs only, so simulated ones keep their columns
+ENERGY_COLUMNS = tuple(c for c in ROW_COLUMNS if c.endswith("energy_pj"))
 
 
 def row_values(lut: LUT, row: LUTRow) -> dict[str, object]:
@@ -109,9 +122,17 @@ def row_values(lut: LUT, row: LUTRow) -> dict[str, object]:
     if row.form != Form.ORIGINAL.value:
         for i, sub in enumerate(row.subconvs[:MAX_SUBCONVS], start=1):
             subs[f"sub{i}_cycles"], subs[f"sub{i}_energy_pj"] = sub.cycles, round(sub.energy_pj, 1)
-    return {"network": lut.network, "arch": lut.arch, "layer": row.layer, "form": row.form, "r1": row.r1,
-            "r2": row.r2, "macs": row.macs, "params": row.params, **subs, "cycles": row.cycles,
-            "energy_pj": round(row.energy_pj, 1), "latency_s": float(f"{row.latency_s:.9g}")}
+    values = {"network": lut.network, "arch": lut.arch, "layer": row.layer, "form": row.form, "r1": row.r1,
+              "r2": row.r2, "macs": row.macs, "params": row.params, **subs, "cycles": row.cycles,
+              "energy_pj": round(row.energy_pj, 1), "latency_s": float(f"{row.latency_s:.9g}")}
+    if lut.measured:   # energy is not measured; a noisy timing is flagged
+        values.update({c: None for c in ENERGY_COLUMNS}, noisy=int(row.noisy))
+    return values
+
+
+def provenance_lines(items) -> str:
+    """``# key: value`` lines, one per key, whatever the value holds."""
+    return "".join(f"# {key}: {' '.join(str(value).split())}\n" for key, value in items)
 
 
 def csv_text(columns: tuple[str, ...], rows: list[dict[str, object]], header: str = "") -> str:
@@ -132,9 +153,15 @@ def lut_csv(lut: LUT) -> str:
         original = originals.get(row.layer)   # missing when the original layer failed to evaluate
         rows.append({**row_values(lut, row),
                      "original_cycles": original.cycles if original else None,
-                     "original_energy_pj": round(original.energy_pj, 1) if original else None,
+                     "original_energy_pj": round(original.energy_pj, 1) if original and not lut.measured else None,
                      "speedup": round(original.cycles / row.cycles, 4) if original else None})
-    return csv_text(CSV_COLUMNS, rows)
+    if not lut.measured:
+        return csv_text(CSV_COLUMNS, rows)
+    header = (("network", lut.network), ("target", lut.arch), ("backend", lut.backend),
+              ("backend_version", lut.backend_version), *lut.device, ("toolkit_version", __version__),
+              ("noisy_rows", sum(r.noisy for r in lut.rows)),
+              ("created", datetime.now(timezone.utc).isoformat(timespec="seconds")))
+    return csv_text((*CSV_COLUMNS, NOISY_COLUMN), rows, provenance_lines(header))
 
 
 def lut_summary(lut: LUT) -> dict:
@@ -144,7 +171,7 @@ def lut_summary(lut: LUT) -> dict:
         by_layer.setdefault(row.layer, []).append(row)
     fastest = [min(rows, key=lambda r: (r.cycles, r.energy_pj)) for rows in by_layer.values()]
     cycles = sum(r.cycles for r in originals)
-    return {
+    summary = {
         "network": lut.network, "arch": lut.arch, "spec_hash": lut.spec_hash, "backend": lut.backend,
         "backend_version": lut.backend_version,
         "toolkit_version": __version__, "clock_hz": lut.clock_hz,
@@ -157,12 +184,17 @@ def lut_summary(lut: LUT) -> dict:
                               "macs": sum(r.macs for r in fastest)},
         "failures": [asdict(f) for f in lut.failures],
     }
+    if lut.measured:
+        summary["original"]["energy_pj"] = None
+        summary.update(device=dict(lut.device), noisy_rows=sum(r.noisy for r in lut.rows))
+    return summary
 
 
-def write_lut(lut: LUT, out_dir: str | Path) -> tuple[Path, Path]:
+def write_lut(lut: LUT, out_dir: str | Path, extra: dict | None = None) -> tuple[Path, Path]:
+    """``lut.csv`` and ``summary.json`` (with ``extra`` sections, e.g. a measured LUT's additivity check)."""
     out = Path(out_dir)
     csv_path, summary_path = out / "lut.csv", out / "summary.json"
     atomic_write_text(csv_path, lut_csv(lut))
-    atomic_write_text(summary_path, json.dumps(lut_summary(lut), indent=1) + "\n")
+    atomic_write_text(summary_path, json.dumps({**lut_summary(lut), **(extra or {})}, indent=1) + "\n")
     return csv_path, summary_path
 

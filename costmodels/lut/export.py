@@ -21,7 +21,8 @@ from typing import Any, Mapping, Sequence
 
 from costmodels.errors import CostModelError
 from costmodels.io_utils import atomic_write_text
-from costmodels.lut.build import LUT, MAX_SUBCONVS, ROW_COLUMNS, assemble_lut, csv_text, row_values
+from costmodels.lut.build import (LUT, MAX_SUBCONVS, NOISY_COLUMN, ROW_COLUMNS, assemble_lut, csv_text,
+                                  provenance_lines, row_values)
 from costmodels.problems.candidates import Form, LayerCandidates
 from costmodels.sweep.records import WorkloadCost, WorkloadFailure
 from costmodels.timeloop.spec import ArchSpec
@@ -33,6 +34,7 @@ FORMATS = ("csv", "json")
 SOURCES = ("evaluated", "predicted")
 COLUMNS = (*ROW_COLUMNS, "source")
 _REQUIRED = ("layer", "form", "r1", "r2", "macs", "params", "cycles", "energy_pj", "latency_s")
+_MEASURED_REQUIRED = tuple(c for c in _REQUIRED if c != "energy_pj")
 
 
 class LUTFileError(CostModelError):
@@ -70,7 +72,7 @@ def provenance(lut: LUT, source: str, *, predictor: str = "", accuracy: str = ""
         "toolkit_version": __version__, "clock_hz": lut.clock_hz, "source": source,
         "predictor": predictor or "none", "predictor_accuracy": accuracy or "n/a",
         "evaluated_workloads": evaluated, "predicted_workloads": predicted,
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), **(extra or {}),
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), **dict(lut.device), **(extra or {}),
     }
 
 
@@ -78,11 +80,10 @@ def lut_text(table: SourcedLUT, header: Mapping[str, Any], fmt: str = "csv") -> 
     if fmt not in FORMATS:
         raise LUTFileError(f"unknown LUT format '{fmt}'; available: {', '.join(FORMATS)}")
     rows = [{**row_values(table.lut, row), "source": source} for row, source in zip(table.lut.rows, table.sources)]
+    columns = (*COLUMNS, NOISY_COLUMN) if table.lut.measured else COLUMNS
     if fmt == "json":
-        return json.dumps({"provenance": dict(header), "columns": list(COLUMNS), "rows": rows}, indent=1) + "\n"
-    # One line per key, whatever the value holds.
-    lines = "".join(f"# {key}: {' '.join(str(value).split())}\n" for key, value in header.items())
-    return csv_text(COLUMNS, rows, lines)
+        return json.dumps({"provenance": dict(header), "columns": list(columns), "rows": rows}, indent=1) + "\n"
+    return csv_text(columns, rows, provenance_lines(header.items()))
 
 
 def export_lut(table: SourcedLUT, header: Mapping[str, Any], path: str | Path, fmt: str = "csv") -> Path:
@@ -108,6 +109,7 @@ class LUTEntry:
     energy_pj: float
     latency_s: float
     source: str
+    noisy: bool = False                     # measured LUTs: a sub-convolution's timing stayed noisy
 
     @property
     def is_original(self) -> bool:
@@ -180,7 +182,8 @@ def load_lut(path: str | Path) -> LoadedLUT:
     if version > LUT_FORMAT_VERSION:
         raise LUTFileError(f"{path}: LUT format version {version} is newer than this toolkit reads (up to "
                            f"{LUT_FORMAT_VERSION}); upgrade haloc-costmodels")
-    entries = tuple(_entry(path, i, record) for i, record in enumerate(records, start=1))
+    measured = str(header.get("measured", "")).lower() == "true"
+    entries = tuple(_entry(path, i, record, measured) for i, record in enumerate(records, start=1))
     return LoadedLUT(dict(header), entries)
 
 
@@ -194,27 +197,37 @@ def _read_csv(path: Path, text: str) -> tuple[dict[str, Any], list[dict[str, Any
             header[key.strip()] = value.strip()
         body += 1
     reader = csv.DictReader(lines[body:])
-    missing = [c for c in _REQUIRED if c not in (reader.fieldnames or ())]
+    required = _MEASURED_REQUIRED if header.get("measured") == "true" else _REQUIRED
+    missing = [c for c in required if c not in (reader.fieldnames or ())]
     if missing:
         raise LUTFileError(f"{path}: missing column(s) {', '.join(missing)}")
     return header, list(reader)
 
 
-def _entry(path: Path, index: int, record: Any) -> LUTEntry:
+def _entry(path: Path, index: int, record: Any, measured: bool = False) -> LUTEntry:
+    """One row; a measured LUT's rows have no energy (NaN here) and a ``noisy`` flag."""
     if not isinstance(record, dict):
         raise LUTFileError(f"{path}: row {index} is not an object")
-    missing = [c for c in _REQUIRED if record.get(c) in (None, "")]
+    missing = [c for c in (_MEASURED_REQUIRED if measured else _REQUIRED) if record.get(c) in (None, "")]
     if missing:
         raise LUTFileError(f"{path}: row {index}: missing {', '.join(missing)}")
     source = record.get("source") or "evaluated"
     if source not in SOURCES:
         raise LUTFileError(f"{path}: row {index}: source '{source}' is not one of {', '.join(SOURCES)}")
     try:
-        subs = [(int(float(record[f"sub{i}_cycles"])), float(record[f"sub{i}_energy_pj"]))
+        subs = [(int(float(record[f"sub{i}_cycles"])), _energy(record[f"sub{i}_energy_pj"], measured))
                 for i in range(1, MAX_SUBCONVS + 1) if record.get(f"sub{i}_cycles") not in (None, "")]
         return LUTEntry(str(record["layer"]), str(record["form"]), int(record["r1"]), int(record["r2"]),
                         int(record["macs"]), int(record["params"]), tuple(c for c, _ in subs),
-                        tuple(e for _, e in subs), int(float(record["cycles"])), float(record["energy_pj"]),
-                        float(record["latency_s"]), source)
+                        tuple(e for _, e in subs), int(float(record["cycles"])),
+                        _energy(record.get("energy_pj"), measured), float(record["latency_s"]), source,
+                        str(record.get(NOISY_COLUMN, "0")).lower() in ("1", "true"))
     except (TypeError, ValueError, KeyError) as exc:
         raise LUTFileError(f"{path}: row {index}: bad value: {exc}") from None
+
+
+def _energy(value: Any, measured: bool) -> float:
+    """A measured LUT leaves energy blank: NaN, not a made-up zero."""
+    if measured and value in (None, ""):
+        return float("nan")
+    return float(value)

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
+from costmodels.backends.torch_timing import DeviceTarget
 from costmodels.errors import CostModelError
 from costmodels.io_utils import atomic_write_bytes, atomic_write_text
 from costmodels.network.layers import ConvLayer
@@ -36,6 +37,7 @@ class RankHeatmap:
     r2: tuple[int, ...]            # columns
     cycles: np.ndarray             # shape (len(r1), len(r2)); NaN where a workload failed
     original_cycles: int
+    measured: bool = False         # a device's measured latency (cycles are nanoseconds), not a spec's clock
 
     @property
     def latency_ms(self) -> np.ndarray:
@@ -72,7 +74,8 @@ def rank_heatmap(layer: ConvLayer, spec: ArchSpec, step: int, backend: "Backend"
     if not isinstance(original_cost, WorkloadCost):
         raise CostModelError(f"layer {layer.name}: the original layer could not be evaluated: "
                              f"{original_cost.reason}")
-    return RankHeatmap(layer, spec.name, spec.clock_hz, r1s, r2s, matrix, original_cost.cycles)
+    return RankHeatmap(layer, spec.name, spec.clock_hz, r1s, r2s, matrix, original_cost.cycles,
+                       isinstance(spec, DeviceTarget))
 
 
 def heatmap_csv(heatmap: RankHeatmap) -> str:
@@ -105,7 +108,8 @@ def plot_heatmap(heatmap: RankHeatmap) -> bytes:
     ax.set_xticks(ticks)
     ax.set_yticks([r for r in heatmap.r1 if r % 32 == 0])
     ax.grid(color="white", linewidth=0.3, alpha=0.4)
-    figure.colorbar(image, ax=ax, label=f"latency (ms at {heatmap.clock_hz / 1e6:g} MHz)")
+    figure.colorbar(image, ax=ax, label="latency (ms, measured median)" if heatmap.measured else
+                    f"latency (ms at {heatmap.clock_hz / 1e6:g} MHz)")
     original_ms = heatmap.original_cycles / heatmap.clock_hz * 1e3
     ax.set_title(f"{layer.name} ({layer.in_channels}->{layer.out_channels}, {layer.kernel[0]}x{layer.kernel[1]}, "
                  f"{layer.output_size[0]}x{layer.output_size[1]} out) on {heatmap.arch}\n"

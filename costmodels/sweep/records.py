@@ -15,6 +15,8 @@ class WorkloadCost:
     energy_pj: float
     utilization: float
     mapping: str            # compact loop-nest string
+    noisy: bool = False     # measured backends: the timing's spread stayed above its bound
+    spread: float = 0.0     # measured backends: IQR / median of the timing
 
 
 @dataclass(frozen=True)

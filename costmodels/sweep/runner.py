@@ -58,10 +58,12 @@ def evaluation_record(evaluation: Evaluation, workload: Workload) -> dict[str, A
 def cost_from_record(record: dict[str, Any]) -> WorkloadCost:
     """The sweep result of a cache record; ``ValueError`` when the record lacks a field."""
     try:
+        timing = record.get("evaluation", {}).get("timing") or {}   # measured backends only
         return WorkloadCost(key=str(record["workload_key"]), cycles=int(record["cycles"]),
                             energy_pj=float(record["energy_pj"]), utilization=float(record["utilization"]),
-                            mapping=str(record["mapping"]))
-    except (KeyError, TypeError, ValueError) as exc:
+                            mapping=str(record["mapping"]), noisy=bool(timing.get("noisy", False)),
+                            spread=float(timing.get("spread", 0.0)))
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise ValueError(f"malformed cache record: {exc}") from None
 
 
@@ -138,9 +140,13 @@ def run_sweep(workloads: Iterable[Workload], spec: ArchSpec, backend: Any, cache
             progress(len(results), total, cached)
 
     if todo:
+        if scheduler is not None and not getattr(backend, "parallel", True):
+            raise CostModelError(f"backend '{backend.name}' measures this machine; it cannot run on a Dask cluster "
+                                 f"(drop --scheduler)")
         if scheduler is not None:
             _run_dask(todo, spec, backend, scheduler, finish, connect_timeout_s)
-        elif jobs <= 1 or len(todo) == 1:
+        elif jobs <= 1 or len(todo) == 1 or not getattr(backend, "parallel", True):
+            # A measuring backend times this machine: worker processes would compete for its cores.
             for workload in todo:
                 _, record, reason = evaluate_task(workload, spec, backend)
                 finish(workload, record, reason)
