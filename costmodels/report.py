@@ -13,6 +13,8 @@ import numpy as np
 from costmodels.errors import CostModelError
 from costmodels.io_utils import atomic_write_bytes, atomic_write_text
 from costmodels.lut.export import LoadedLUT, LUTEntry, LUTFileError, load_lut
+from costmodels.lut.staircase import analyse_staircase, staircase_lines
+from costmodels.problems.candidates import RankGrid
 from costmodels.user_files import InputFileError, read_user_text
 
 REPORT_NAME = "report.md"
@@ -90,6 +92,32 @@ def _lut_section(lut: LoadedLUT, label: str, title: str, image: str) -> tuple[li
     return lines, {image: _pareto_plot(lut, title)}
 
 
+def _heatmap_section(path: Path) -> list[str]:
+    """A heat-map CSV of `costmodel heatmap`: its picture and, where it has MACs, the staircase analysis."""
+    values = np.genfromtxt(io.StringIO(read_user_text(path)), delimiter=",", names=True)
+    names = values.dtype.names or ()
+    if "latency_ms" not in names:
+        raise CostModelError(f"{path}: a heat-map CSV needs a latency_ms column; it has {', '.join(names)}")
+    r1s, r2s = tuple(sorted({int(v) for v in values["r1"]})), tuple(sorted({int(v) for v in values["r2"]}))
+    lines = [f"## Heat map `{path.name}`", ""]
+    if path.with_suffix(".png").is_file():
+        lines += [f"![{path.stem}]({path.with_suffix('.png').name})", ""]
+    if len(values) != len(r1s) * len(r2s):
+        return lines + [f"{len(values)} rows do not fill a {len(r1s)} x {len(r2s)} rank grid: no analysis.", ""]
+    grid = {(int(a), int(b)): k for k, (a, b) in enumerate(zip(values["r1"], values["r2"]))}
+    index = np.array([[grid[(a, b)] for b in r2s] for a in r1s])
+    latency = values["latency_ms"][index]
+    if "macs" not in names:
+        ok = latency[~np.isnan(latency)]
+        return lines + [f"{latency.size} rank pairs, {len(np.unique(ok))} distinct latencies "
+                        f"({ok.min():.4f} to {ok.max():.4f} ms); no MACs column (an older file): no analysis.", ""]
+    original = float(values["original_latency_ms"][0])
+    step = RankGrid().step_for(min(r1s[-1], r2s[-1]))    # HALOC's step for a layer this wide
+    staircase = analyse_staircase(r1s, r2s, latency, values["macs"][index], original, step)
+    return lines + [f"Latency in ms; the original layer takes {original:.4f} ms.", "",
+                    *staircase_lines(staircase), ""]
+
+
 def _demoted(markdown: str) -> list[str]:
     return [("#" + line) if line.startswith("#") else line for line in markdown.splitlines()]
 
@@ -120,15 +148,7 @@ def folder_report(folder: str | Path) -> FolderReport:
         head = read_user_text(path)[:4096]
         if head.startswith("r1,r2,"):
             found.append("heatmap")
-            png = path.with_suffix(".png")
-            values = np.genfromtxt(io.StringIO(read_user_text(path)), delimiter=",", names=True)
-            column = "cycles" if "cycles" in values.dtype.names else values.dtype.names[2]
-            lat = values[column][~np.isnan(values[column])]
-            lines += [f"## Heat map `{path.name}`", "",
-                      f"{len(values)} rank pairs, {len(np.unique(lat))} distinct values of {column} "
-                      f"({lat.min():,.6g} to {lat.max():,.6g}).", ""]
-            if png.is_file():
-                lines += [f"![{path.stem}]({png.name})", ""]
+            lines += _heatmap_section(path)
             continue
         if "network,arch,layer" in head or '"rows"' in head:
             try:

@@ -45,3 +45,13 @@ def test_empty_folder_and_file_are_refused(tmp_path, capsys):
     assert main(["report", str(file)]) == 2
     assert "not a folder" in capsys.readouterr().err
     assert not (tmp_path / "report.md").exists()
+
+
+def test_heatmap_folder_report_has_the_staircase_analysis(tmp_path):
+    assert main(["heatmap", "--arch", "eyeriss", "--model", "resnet20", "--layer", "layer3.0.conv2", "--step", "16",
+                 "--no-cache", "--jobs", "1", "--out", str(tmp_path)]) == 0
+    assert main(["report", str(tmp_path)]) == 0
+    text = (tmp_path / "report.md").read_text()
+    assert "## Heat map `layer3_0_conv2-eyeriss.csv`" in text
+    assert "16 rank pairs take" in text and "Kendall tau of MACs vs latency" in text
+    assert "![layer3_0_conv2-eyeriss](layer3_0_conv2-eyeriss.png)" in text

@@ -32,9 +32,19 @@ def test_inversions_and_original_crossing():
     assert not s.principle_holds
     assert s.faster_than_original_up_to == 24
     assert s.grid_points == 4
-    assert any("24 faster than 16" in line for line in staircase_lines(s, "cycles"))
+    assert any("24 faster than 16" in line for line in staircase_lines(s))
 
 
 def test_shape_mismatch_is_refused():
     with pytest.raises(ValueError, match="grid shapes differ"):
         analyse_staircase((8, 16), (8,), np.zeros((2, 2)), np.zeros((2, 2)), 1.0)
+
+
+def test_principle_is_judged_at_the_layers_step():
+    ranks = tuple(range(8, 65, 8))
+    latency = _grid(lambda a, b: -(-a // 16) * 100 + -(-b // 16) * 10, ranks)
+    macs = _grid(lambda a, b: a * b, ranks)
+    on_16 = analyse_staircase(ranks, ranks, latency, macs, 1e9, principle_step=16)
+    assert on_16.efficient == (16, 32, 48, 64) and on_16.principle_holds
+    on_32 = analyse_staircase(ranks, ranks, latency, macs, 1e9, principle_step=32)
+    assert not on_32.principle_holds and on_32.efficient_on_step == 2

@@ -81,13 +81,16 @@ def rank_heatmap(layer: ConvLayer, spec: ArchSpec, step: int, backend: "Backend"
 def heatmap_csv(heatmap: RankHeatmap) -> str:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["r1", "r2", "cycles", "latency_ms", "original_cycles"])
+    # MACs and the original's latency make the file enough to judge FLOPs against latency on its own
+    writer.writerow(["r1", "r2", "cycles", "latency_ms", "original_cycles", "macs", "original_latency_ms"])
+    original_ms = f"{heatmap.original_cycles / heatmap.clock_hz * 1e3:.6f}"
     for i, r1 in enumerate(heatmap.r1):
         for j, r2 in enumerate(heatmap.r2):
             value = heatmap.cycles[i, j]
             writer.writerow([r1, r2, "" if np.isnan(value) else int(value),
                              "" if np.isnan(value) else f"{value / heatmap.clock_hz * 1e3:.6f}",
-                             heatmap.original_cycles])
+                             heatmap.original_cycles, Tucker2Candidate(heatmap.layer, Form.TUCKER2, r1, r2).macs,
+                             original_ms])
     return buffer.getvalue()
 
 

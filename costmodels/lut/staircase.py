@@ -1,9 +1,9 @@
 """Where a layer's latency steps as its ranks grow, and how far FLOPs mis-rank its candidates.
 
 HALOC's first design principle says latency on real hardware moves in steps, so rank candidates
-should be multiples of 32 (16 or 8 for narrow layers). On a given target that is a claim to check:
-along the equal-rank diagonal, a rank is *efficient* when no larger rank is as fast or faster; the
-principle holds when the efficient ranks are the multiples of 32. FLOPs (MACs) as a stand-in for
+should be multiples of 32 (16 or 8 for layers of 64 or 32 channels or fewer). On a given target that is
+a claim to check: along the equal-rank diagonal, a rank is *efficient* when no larger rank is as fast or
+faster; the principle holds when the efficient ranks are exactly the multiples of the layer's step. FLOPs (MACs) as a stand-in for
 latency is judged by Kendall's tau between the two over every rank pair of the grid.
 """
 
@@ -27,20 +27,21 @@ class Staircase:
     increments: int
     inversions: tuple[tuple[int, int], ...]  # (r, r_next): the larger rank is strictly faster
     efficient: tuple[int, ...]              # diagonal ranks that no larger rank matches or beats
-    efficient_multiples_of_32: int
-    multiples_of_32: int                    # diagonal ranks that are multiples of 32
+    principle_step: int                     # HALOC's step for this layer: 32, or 16 / 8 for narrow layers
+    efficient_on_step: int                  # efficient ranks that are multiples of the step
+    on_step: int                            # diagonal ranks that are multiples of the step
     largest_steps: tuple[tuple[int, int, float], ...]  # (r, r_next, relative jump) of the 3 biggest
     kendall_tau_macs: float                 # tau(MACs, latency) over the whole grid
     faster_than_original_up_to: int | None  # largest diagonal rank faster than the original layer
 
     @property
     def principle_holds(self) -> bool:
-        """Every multiple of 32 is efficient and every efficient rank is a multiple of 32."""
-        return self.efficient_multiples_of_32 == self.multiples_of_32 == len(self.efficient)
+        """Every multiple of the step is efficient and every efficient rank is a multiple of the step."""
+        return self.efficient_on_step == self.on_step == len(self.efficient)
 
 
 def analyse_staircase(r1s: tuple[int, ...], r2s: tuple[int, ...], latency: np.ndarray, macs: np.ndarray,
-                      original_latency: float) -> Staircase:
+                      original_latency: float, principle_step: int = 32) -> Staircase:
     """``latency`` and ``macs`` are (len(r1s), len(r2s)) grids; NaN latencies (failed points) are skipped."""
     latency = np.asarray(latency, dtype=float)
     macs = np.asarray(macs, dtype=float)
@@ -63,12 +64,13 @@ def analyse_staircase(r1s: tuple[int, ...], r2s: tuple[int, ...], latency: np.nd
     return Staircase(
         ranks=ranks, latency=tuple(values.tolist()), distinct_values=len(np.unique(latency[ok])),
         grid_points=int(ok.sum()), changes=changes, increments=len(pairs), inversions=inversions,
-        efficient=efficient, efficient_multiples_of_32=sum(1 for r in efficient if r % 32 == 0),
-        multiples_of_32=sum(1 for r in ranks if r % 32 == 0), largest_steps=tuple(jumps[:3]),
+        efficient=efficient, principle_step=principle_step,
+        efficient_on_step=sum(1 for r in efficient if r % principle_step == 0),
+        on_step=sum(1 for r in ranks if r % principle_step == 0), largest_steps=tuple(jumps[:3]),
         kendall_tau_macs=float(tau), faster_than_original_up_to=max(faster) if faster else None)
 
 
-def staircase_lines(staircase: Staircase, unit: str) -> list[str]:
+def staircase_lines(staircase: Staircase) -> list[str]:
     """The analysis as Markdown bullet lines."""
     s = staircase
     steps = "; ".join(f"{a} -> {b}: {j:+.1%}" for a, b, j in s.largest_steps)
@@ -80,8 +82,8 @@ def staircase_lines(staircase: Staircase, unit: str) -> list[str]:
         f"- Larger rank strictly faster ({len(s.inversions)} cases): {inversions}"
         f"{' ...' if len(s.inversions) > 6 else ''}.",
         f"- Efficient ranks (no larger rank as fast): {len(s.efficient)}, of which "
-        f"{s.efficient_multiples_of_32} are multiples of 32 (the diagonal has {s.multiples_of_32} multiples of 32); "
-        f"HALOC's multiples-of-32 principle {'holds' if s.principle_holds else 'does not hold exactly'} here: "
+        f"{s.efficient_on_step} are multiples of {s.principle_step} (the diagonal has {s.on_step}); HALOC's "
+        f"multiples-of-{s.principle_step} principle {'holds' if s.principle_holds else 'does not hold exactly'} here: "
         f"efficient ranks {', '.join(map(str, s.efficient[:16]))}{' ...' if len(s.efficient) > 16 else ''}.",
         f"- Kendall tau of MACs vs latency over the grid: {s.kendall_tau_macs:.3f} "
         f"(1 = FLOPs order the candidates exactly as the hardware does).",
