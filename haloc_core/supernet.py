@@ -7,8 +7,7 @@ A layer runs in one of two ways:
 * one option (``SupernetLayer.choice``): the sliced factors, so a sampled path costs one candidate's compute
   (the weight step) and equals that candidate exactly;
 * a mixture (``SupernetLayer.gates``, one weight per option): the original layer scaled by its gate plus the
-  max-rank factors with channel masks ``m2 = sum_j g_j [k < r2_j]`` after the first conv and
-  ``m1 = sum_j g_j [k < r1_j]`` after the core (FBNetV2-style channel masking; the alpha step). With a one-hot
+  max-rank factors under channel masks (FBNetV2-style channel masking; the alpha step). With a one-hot
   gate vector the masked forward equals that option's path.
 
 The original layer is an option of every layer and is trained like the factors.
@@ -93,11 +92,19 @@ class SupernetLayer(nn.Module):
         return functional.conv2d(h, self.last[:, :r1], self.bias)
 
     def mixture(self, x: torch.Tensor, gates: torch.Tensor) -> torch.Tensor:
-        """sum_j gates[j] * option j, with the factored options as channel masks on the max-rank factors."""
-        h = self._first(x, self.first) * (gates @ self.mask_r2)[None, :, None, None]
-        if self.core is not None:
-            h = self._core(h, self.core) * (gates @ self.mask_r1)[None, :, None, None]
+        """The original layer scaled by its gate plus the max-rank factors under channel masks: after the core
+        ``m1 = sum_j g_j [k < r1_j]``, after the first conv ``m2 = sum_j g_j [k < r2_j] / G`` with ``G`` the
+        factored options' total gate (so the two masks scale the factored branch by ``G`` once, not twice).
+        Exact for one-hot gates and for gates on one factored option; otherwise the product of the marginal
+        masks stands for the mixture (FBNetV2's channel masking, extended to Tucker-2's two ranks)."""
         factored = 1.0 - gates[self.original_index]
+        m2 = (gates @ self.mask_r2) / factored.clamp(min=1e-12)
+        m1 = gates @ self.mask_r1
+        if self.core is None:   # two-factor form: one rank, one mask
+            h = self._first(x, self.first) * m1[None, :, None, None]
+        else:
+            h = self._first(x, self.first) * m2[None, :, None, None]
+            h = self._core(h, self.core) * m1[None, :, None, None]
         bias = None if self.bias is None else self.bias * factored
         return functional.conv2d(h, self.last, bias) + gates[self.original_index] * self.original(x)
 
