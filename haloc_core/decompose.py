@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from threadpoolctl import threadpool_limits
 from torch import nn
 
 from costmodels import CostModelError
@@ -53,12 +54,19 @@ class Tucker2Factors:
         return np.einsum("fa,abkl,cb->fckl", self.out_factor, self.core, self.in_factor)
 
 
+def _one_blas_thread():
+    """The SVDs here are of a few hundred rows at most; BLAS threads only add spin-waiting, which on a machine
+    shared by several processes made one 64 x 576 SVD take seconds instead of milliseconds."""
+    return threadpool_limits(limits=1, user_api="blas")
+
+
 def _partial_tucker(weight: np.ndarray, ranks: tuple[int, int], hooi_iterations: int) -> tuple[np.ndarray, list]:
     """TensorLy's partial Tucker on modes (0, 1), whatever its return convention."""
     from tensorly.decomposition import partial_tucker
 
-    result = partial_tucker(weight, rank=list(ranks), modes=[0, 1], n_iter_max=hooi_iterations, init="svd",
-                            svd="truncated_svd", tol=0.0)
+    with _one_blas_thread():
+        result = partial_tucker(weight, rank=list(ranks), modes=[0, 1], n_iter_max=hooi_iterations, init="svd",
+                                svd="truncated_svd", tol=0.0)
     if isinstance(result[0], (tuple, list)):   # >= 0.8: ((core, factors), reconstruction errors)
         result = result[0]
     core, factors = result
@@ -101,7 +109,8 @@ def low_rank(weight: np.ndarray, rank: int) -> LowRankFactors:
     matrix = w.reshape(w.shape[0], w.shape[1])
     if not 1 <= rank <= min(matrix.shape):
         raise DecompositionError(f"rank {rank} outside 1..{min(matrix.shape)}")
-    u, s, vt = np.linalg.svd(matrix, full_matrices=False)
+    with _one_blas_thread():
+        u, s, vt = np.linalg.svd(matrix, full_matrices=False)
     return LowRankFactors(u[:, :rank] * s[:rank], vt[:rank].T)
 
 
