@@ -10,10 +10,10 @@ from haloc_core.strategies.random_feasible import RandomStrategy
 from haloc_core.strategies.uniform import UniformStrategy
 from haloc_core.strategies.vbmf import VBMFStrategy
 # HALOC's strategy (haloc_core/strategies/haloc.py) is imported on the next line.
-# HALOC: from haloc_core.strategies.haloc import HalocStrategy
+from haloc_core.strategies.haloc import HalocStrategy
 
 STRATEGIES: dict[str, type] = {strategy.name: strategy for strategy in (
-    # HALOC: HalocStrategy,
+    HalocStrategy,
     UniformStrategy, VBMFStrategy, ErrorStrategy, AnnealStrategy, RandomStrategy)}
 
 
