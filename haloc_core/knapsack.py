@@ -48,10 +48,12 @@ def solve_knapsack(costs: Sequence[np.ndarray], eps: float, scores: Sequence[np.
     if _total(costs, best, fixed) <= eps:
         return best
     incumbent, lam = _greedy(costs, scores, frontiers, eps - fixed)
+    if _total(costs, incumbent, fixed) > eps:       # the greedy's running sum rounded the other way
+        incumbent = tuple(int(f[0]) for f in frontiers)
     floor = sum(float(s[j]) for s, j in zip(scores, incumbent))
     frontiers = _reduced(costs, scores, frontiers, eps - fixed, lam, floor)
-    choice = _dynamic_program(costs, scores, frontiers, eps - fixed, lam, floor, max_states)
-    if choice is not None and _total(costs, choice, fixed) <= eps:
+    choice = _dynamic_program(costs, scores, frontiers, eps, fixed, lam, floor, max_states)
+    if choice is not None:
         return choice
     return _solve_milp(costs, scores, frontiers, eps, fixed)
 
@@ -135,13 +137,17 @@ def _reduced(costs: list[np.ndarray], scores: list[np.ndarray], frontiers: list[
 
 
 def _dynamic_program(costs: list[np.ndarray], scores: list[np.ndarray], frontiers: list[np.ndarray],
-                     budget: float, lam: float, floor: float, max_states: int) -> tuple[int, ...] | None:
+                     eps: float, fixed: float, lam: float, floor: float, max_states: int) -> tuple[int, ...] | None:
     """Layer by layer, the Pareto set of partial (cost, score) sums that can still fit the budget and
-    reach ``floor``; None when a set grows past ``max_states``."""
+    reach ``floor``; the best final one whose total (summed as ``_total`` sums it) meets ``eps``. None
+    when a set grows past ``max_states``."""
+    budget = eps - fixed
     _, best = _bounds(costs, scores, frontiers, lam)
     cheapest = np.array([float(c[f].min()) for c, f in zip(costs, frontiers)])
     best_after = np.concatenate([np.cumsum(best[::-1])[::-1][1:], [0.0]])      # layers after i
     cheapest_after = np.concatenate([np.cumsum(cheapest[::-1])[::-1][1:], [0.0]])
+    # Partial sums are rounded in another order than the final total: prune only what is clearly out.
+    room = budget + _tolerance(eps, fixed, float(cheapest.sum()))
     tolerance = _tolerance(floor, budget * lam)
     total_cost, total_score = np.zeros(1), np.zeros(1)
     parents, options = [], []
@@ -152,7 +158,7 @@ def _dynamic_program(costs: list[np.ndarray], scores: list[np.ndarray], frontier
         new_score = (total_score[:, None] + s[f][None, :]).ravel()
         parent = np.repeat(np.arange(len(total_cost)), len(f))
         option = np.tile(f, len(total_cost))
-        keep = ((new_cost + cheapest_after[i] <= budget)
+        keep = ((new_cost + cheapest_after[i] <= room)
                 & (new_score + lam * (budget - new_cost) + best_after[i] >= floor - tolerance))
         order = np.flatnonzero(keep)[np.lexsort((-new_score[keep], new_cost[keep]))]
         # Sorted by cost, a partial sum is kept only when it scores more than every cheaper one.
@@ -161,14 +167,14 @@ def _dynamic_program(costs: list[np.ndarray], scores: list[np.ndarray], frontier
         total_cost, total_score = new_cost[order], new_score[order]
         parents.append(parent[order])
         options.append(option[order])
-    if not len(total_score):
-        return None
-    state = int(np.argmax(total_score))
-    choice = []
-    for parent, option in zip(reversed(parents), reversed(options)):
-        choice.append(int(option[state]))
-        state = int(parent[state])
-    return tuple(reversed(choice))
+    for state in np.argsort(-total_score, kind="stable"):
+        choice = []
+        for parent, option in zip(reversed(parents), reversed(options)):
+            choice.append(int(option[state]))
+            state = int(parent[state])
+        if _total(costs, choice[::-1], fixed) <= eps:
+            return tuple(reversed(choice))
+    return None
 
 
 def _solve_milp(costs: list[np.ndarray], scores: list[np.ndarray], frontiers: list[np.ndarray], eps: float,
