@@ -51,7 +51,8 @@ def cmd_search(args: argparse.Namespace) -> int:
         warmup = args.steps * HalocConfig().warmup_steps // HalocConfig().steps
     haloc = replace(HalocConfig(), **given(
         steps=args.steps, warmup_steps=warmup, batch_size=args.search_batch, eta=args.eta,
-        theta=args.theta, lambda_=args.lambda_, hinge=args.hinge or None, alpha_lr=args.alpha_lr,
+        theta=args.theta, lambda_=args.lambda_, hinge=None if args.penalty is None else args.penalty == "hinge",
+        alpha_lr=args.alpha_lr,
         weight_lr=args.weight_lr, temperature_start=temperature[0], temperature_end=temperature[1]))
     request = SearchRequest(
         target=args.arch, model=source, data=args.data, data_dir=args.data_dir, budget=args.budget, out=args.out,
@@ -105,10 +106,12 @@ def add_search_parser(sub: Any) -> None:
     h.add_argument("--warmup-steps", type=_nonnegative_int, help="weight-only steps first (20%% of --steps)")
     h.add_argument("--search-batch", type=positive_int, help="batch size of the search steps (64)")
     h.add_argument("--eta", type=positive_float, help="Eq. 7 eta (1)")
-    h.add_argument("--theta", type=_nonnegative_float, help="Eq. 7 theta")
+    h.add_argument("--theta", type=_nonnegative_float, help="Eq. 7 theta (2)")
     h.add_argument("--lambda", type=_nonnegative_float, dest="lambda_", help="Eq. 8 feature-map MSE weight (1)")
-    h.add_argument("--hinge", action="store_true", help="penalise only expected cost above the budget")
-    h.add_argument("--alpha-lr", type=positive_float, help="Adam learning rate of the alphas")
+    h.add_argument("--penalty", choices=("hinge", "eq7"),
+                   help="hinge: eta * max(E/eps, 1)^theta, penalising only overshoot (default); eq7: "
+                        "eta * (E/eps)^theta as printed in the paper")
+    h.add_argument("--alpha-lr", type=positive_float, help="Adam learning rate of the alphas (0.002)")
     h.add_argument("--weight-lr", type=positive_float, help="SGD learning rate of the supernet weights (0.01)")
     h.add_argument("--temperature", type=positive_float, nargs=2, metavar=("START", "END"),
                    help="Gumbel-softmax temperature, annealed geometrically (5 0.1)")
