@@ -75,20 +75,16 @@ def space_from_lut(lut: LUT | LoadedLUT, searched: set[str] | None = None) -> Se
                                    "(an original that failed to evaluate leaves the layer unpriced)")
         candidates = [r for r in layer_rows if r.form != Form.ORIGINAL.value]
         if not candidates or (searched is not None and name not in searched):
-            fixed = [fixed[0] + _cycles(originals[0]), fixed[1] + originals[0].latency_s,
+            fixed = [fixed[0] + float(originals[0].cycles), fixed[1] + originals[0].latency_s,
                      fixed[2] + originals[0].energy_pj]
             continue
         options = [originals[0], *candidates]
         layers.append(LayerOptions(
             layer=name, ranks=(None, *((r.r1, r.r2) for r in candidates)),
-            cycles=tuple(_cycles(r) for r in options), latency_s=tuple(float(r.latency_s) for r in options),
+            cycles=tuple(float(r.cycles) for r in options), latency_s=tuple(float(r.latency_s) for r in options),
             energy_pj=tuple(float(r.energy_pj) for r in options), macs=tuple(int(r.macs) for r in options),
             params=tuple(int(r.params) for r in options)))
     return SearchSpace(tuple(layers), fixed[0], fixed[1], fixed[2], _target(lut), _clock_hz(lut, rows))
-
-
-def _cycles(row: object) -> float:
-    return float(row.cycles)  # type: ignore[attr-defined]
 
 
 def _target(lut: LUT | LoadedLUT) -> str:

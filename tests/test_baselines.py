@@ -22,6 +22,7 @@ from haloc_core.strategies.uniform import UniformStrategy, boxed_choice
 from haloc_core.strategies.vbmf import evbmf_rank, vbmf_ranks
 
 BASELINES = ("uniform", "vbmf", "error", "anneal", "random")
+SEEDED = ("anneal", "random")           # the others do not draw random numbers
 # Budgets as a share of the way from the cheapest achievable cost to the original network's cost.
 SHARES = (0.0, 0.15, 0.5)
 
@@ -49,7 +50,8 @@ def test_registry_holds_every_baseline():
 def test_every_baseline_meets_the_budget_for_every_seed(setting, name):
     space, cost, network = setting
     strategy = get_strategy(name)()
-    for share, seed in itertools.product(SHARES, (0, 1)):
+    seeds = (0, 1, 2) if name in SEEDED else (0,)
+    for share, seed in itertools.product(SHARES, seeds):
         eps = budget(cost, share)
         choice = strategy.search(network, space, cost, None, eps, seed)
         assert choice.method == name and len(choice.indices) == len(space.layers)
