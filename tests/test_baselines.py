@@ -199,3 +199,13 @@ def test_annealing_evaluates_a_bounded_number_of_choices_and_keeps_the_best(sett
     assert network.calls <= config.steps + 2          # the start, then at most one new choice a step
     trace = choice.history["proxy_accuracy"]
     assert choice.history["best_proxy_accuracy"] >= max(trace) >= trace[0]
+
+
+@pytest.mark.parametrize("name", BASELINES)
+def test_every_baseline_meets_an_energy_budget(name):
+    lut = fake_lut("resnet20")
+    space = space_from_lut(lut)
+    energy = CostTable.from_space(space, Objective.ENERGY)
+    eps = budget(energy, 0.2)
+    choice = get_strategy(name)().search(FakeNetwork(lut), space, energy, None, eps, 0)
+    assert energy.total(choice.indices) <= eps
