@@ -65,6 +65,7 @@ class SearchRequest:
     train: TrainConfig = DIGITS_TRAIN
     finetune: TrainConfig = DIGITS_FINETUNE
     model_cache: Path | None = None
+    hooi_iterations: int = 0          # HOOI refinement of each chosen layer's HOSVD (0: plain truncated HOSVD)
 
 
 class Progress:
@@ -147,7 +148,7 @@ def prepare(request: SearchRequest, progress: Progress, lut_cache: Any = None) -
     cost = CostTable.from_space(space, request.objective)
     eps = parse_budget(request.budget, space, request.objective)
     timing["lut_s"] = time.perf_counter() - start
-    network = TrainedNetwork(module, tuple(layer.layer for layer in space.layers), device)
+    network = TrainedNetwork(module, tuple(layer.layer for layer in space.layers), device, request.hooi_iterations)
     return Prepared(name, dataset, network, space, cost, eps, tuple(rows), original_accuracy, timing)
 
 
@@ -218,6 +219,7 @@ def build_report(request: SearchRequest, prepared: Prepared, results: list[Metho
         "search_history": {r.method: r.history for r in results if r.history},
         "hyperparameters": {"haloc": request.haloc.as_dict(), "train": asdict(request.train),
                             "finetune": asdict(request.finetune), "grid": asdict(request.grid),
+                            "hooi_iterations": request.hooi_iterations,
                             "methods": list(request.methods)},
         "versions": {"haloc-costmodels": __version__, "torch": torch.__version__},
         "timing": timing,

@@ -90,11 +90,12 @@ def test_finished_run_replaces_an_old_folder(capsys, tmp_path):
     out.mkdir()
     (out / "old.txt").write_text("previous run")
     code, out_text, err = run(capsys, "search", *TINY, "--no-model-cache", "--method", "uniform", "--budget", "0.3",
-                              "--objective", "energy", "--out", str(out))
+                              "--objective", "energy", "--hooi-iterations", "2", "--out", str(out))
     assert code == 0, err
     report = json.loads((out / "report.json").read_text())
     assert report["method"] == "uniform" and report["objective"] == "energy" and report["eps_cycles"] is None
     assert report["energy_pj"] <= report["eps"] and report["budget_met"]
+    assert report["hyperparameters"]["hooi_iterations"] == 2
     assert not (out / "old.txt").exists() and sorted(p.name for p in tmp_path.iterdir()) == ["out"]
 
 

@@ -60,6 +60,7 @@ def cmd_search(args: argparse.Namespace) -> int:
         seed=args.seed, lut=args.lut, grid=rank_grid(args), haloc=haloc,
         train=replace(DIGITS_TRAIN, **given(epochs=args.train_epochs, lr=args.train_lr)),
         finetune=replace(DIGITS_FINETUNE, **given(epochs=args.finetune_epochs, lr=args.finetune_lr)),
+        hooi_iterations=args.hooi_iterations or 0,
         model_cache=None if args.no_model_cache else (args.model_cache or _default_model_cache()))
     cache = cache_from_args(args)
     try:
@@ -120,6 +121,8 @@ def add_search_parser(sub: Any) -> None:
     t.add_argument("--train-lr", type=positive_float, help="(0.05)")
     t.add_argument("--finetune-epochs", type=_nonnegative_int, help="the fixed fine-tune of every method (2)")
     t.add_argument("--finetune-lr", type=positive_float, help="(0.01)")
+    t.add_argument("--hooi-iterations", type=_nonnegative_int,
+                   help="refine each chosen layer's truncated HOSVD by HOOI before fine-tuning (0)")
     t.add_argument("--model-cache", type=Path, help="folder of trained zoo models (default: the user cache)")
     t.add_argument("--no-model-cache", action="store_true", help="always train the zoo model")
     cache = p.add_argument_group("LUT evaluation")
