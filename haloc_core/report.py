@@ -69,7 +69,7 @@ def write_outputs(folder: Path, report: dict[str, Any], results: list[MethodResu
 def comparison_rows(methods: list[dict[str, Any]]) -> list[list[str]]:
     def text(value: Any) -> str:
         if isinstance(value, float):
-            return f"{value:.4f}"
+            return f"{value:.0f}" if abs(value) >= 1000 else f"{value:.4f}"
         return "" if value is None else str(value)
     return [[text(m[c]) for c in COMPARISON_COLUMNS] for m in methods]
 
@@ -90,6 +90,10 @@ def _ranks_text(ranks: dict[str, list[int] | None]) -> str:
                      for name, r in ranks.items())
 
 
+def _number(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:,.0f}"
+
+
 def markdown(report: dict[str, Any]) -> str:
     original = report["original"]
     lines = [f"# Rank search: {report['network']} on {report['target']}", "",
@@ -98,8 +102,8 @@ def markdown(report: dict[str, Any]) -> str:
              f"{report['original_cost']:.6g} {report['eps_unit']})",
              f"- data: {report['data']}, seed {report['seed']}; original test accuracy "
              f"{report['accuracy']['original']:.4f}",
-             f"- original network: {original['cycles']} cycles, {original['energy_pj']} pJ, "
-             f"{original['images_per_s']} images/s, {original['macs']:,} MACs, {original['params']:,} params",
+             f"- original network: {_number(original['cycles'])} cycles, {_number(original['energy_pj'])} pJ, "
+             f"{original['images_per_s']:.1f} images/s, {original['macs']:,} MACs, {original['params']:,} params",
              f"- primary method `{report['method']}`: cost ratio {report['cost_ratio']}, budget met "
              f"{report['budget_met']}, test accuracy {report['accuracy']['before_finetune']:.4f} before / "
              f"{report['accuracy']['after_finetune']:.4f} after the fixed fine-tune", "",

@@ -62,6 +62,9 @@ def cmd_search(args: argparse.Namespace) -> int:
         finetune=replace(DIGITS_FINETUNE, **given(epochs=args.finetune_epochs, lr=args.finetune_lr)),
         hooi_iterations=args.hooi_iterations or 0,
         model_cache=None if args.no_model_cache else (args.model_cache or _default_model_cache()))
+    if args.threads:
+        import torch
+        torch.set_num_threads(args.threads)
     cache = cache_from_args(args)
     try:
         report = run_search(request, lut_cache=cache)
@@ -121,6 +124,8 @@ def add_search_parser(sub: Any) -> None:
     t.add_argument("--train-lr", type=positive_float, help="(0.05)")
     t.add_argument("--finetune-epochs", type=_nonnegative_int, help="the fixed fine-tune of every method (2)")
     t.add_argument("--finetune-lr", type=positive_float, help="(0.01)")
+    t.add_argument("--threads", type=positive_int,
+                   help="torch CPU threads (default: torch's; 1 is fastest for tiny nets on a shared machine)")
     t.add_argument("--hooi-iterations", type=_nonnegative_int,
                    help="refine each chosen layer's truncated HOSVD by HOOI before fine-tuning (0)")
     t.add_argument("--model-cache", type=Path, help="folder of trained zoo models (default: the user cache)")
