@@ -10,6 +10,7 @@ from costmodels.cli.cache import add_cache_parser, add_doctor_parser
 from costmodels.cli.evaluate import add_evaluate_parsers
 from costmodels.cli.network import add_network_parsers
 from costmodels.cli.predict import add_fit_parser, add_lut_parser
+from costmodels.cli.search import add_search_parser
 from costmodels.errors import CostModelError
 from costmodels.version import __version__
 
@@ -24,6 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_doctor_parser(sub)
     add_fit_parser(sub)
     add_lut_parser(sub)
+    add_search_parser(sub)
     return parser
 
 
