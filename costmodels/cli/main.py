@@ -13,6 +13,7 @@ from costmodels.cli.iso_flops import add_isoflops_parser
 from costmodels.cli.network import add_network_parsers
 from costmodels.cli.predict import add_fit_parser, add_lut_parser
 from costmodels.cli.report import add_report_parser
+from costmodels.cli.search import add_search_parser
 from costmodels.errors import CostModelError
 from costmodels.version import __version__
 
@@ -27,6 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_doctor_parser(sub)
     add_fit_parser(sub)
     add_lut_parser(sub)
+    add_search_parser(sub)
     add_isoflops_parser(sub)
     add_crossprice_parser(sub)
     add_report_parser(sub)

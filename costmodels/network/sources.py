@@ -29,10 +29,10 @@ def load_layers(model: str | None = None, onnx: str | Path | None = None, module
     if input_shape is None:
         raise CostModelError("--module needs --input-shape, e.g. 1,3,224,224")
     from costmodels.network.extract import layers_from_module
-    return module.rpartition(":")[2], layers_from_module(_import_factory(module)(), input_shape)
+    return module.rpartition(":")[2], layers_from_module(import_factory(module)(), input_shape)
 
 
-def _import_factory(spec: str):
+def import_factory(spec: str):
     path, _, attr = spec.partition(":")
     if not path or not attr:
         raise CostModelError(f"--module '{spec}': expected PKG.MODULE:FACTORY")
