@@ -37,6 +37,10 @@ from costmodels.timeloop.mapping import LevelMapping, Mapping
 from costmodels.timeloop.spec import ArchSpec, LoopConstraint
 
 OBJECTIVES = ("delay", "energy", "edp")
+# Largest bound of any workload dimension the mapper takes on. CNN layers stay far below it (channels in
+# the thousands, feature maps in the hundreds); above it the factorizations alone would take minutes
+# and memory, so such a workload is refused before any search.
+MAX_DIMENSION = 65536
 
 _ND = len(DIMENSIONS)
 _DIM = {d: i for i, d in enumerate(DIMENSIONS)}
@@ -83,6 +87,10 @@ def find_mapping(workload: Workload, spec: ArchSpec, objective: tuple[str, ...] 
     when that wins; the result's ``workload`` then shows the padded bounds.
     Raises ``MappingError`` with the reason when no legal mapping exists.
     """
+    for name, bound in {**workload.bounds, **workload.coefficients}.items():
+        if bound > MAX_DIMENSION:
+            raise MappingError(f"workload {workload.name}: field '{name}' is {bound}; allowed: 1..{MAX_DIMENSION} "
+                               f"(the mapper's limit per dimension)")
     metrics = tuple(objective) if objective is not None else tuple(spec.metrics)
     unknown = [m for m in metrics if m not in OBJECTIVES]
     if not metrics or unknown:
