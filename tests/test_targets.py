@@ -148,3 +148,26 @@ def test_simple_designs_refuse_channels_not_divisible_by_the_array_side(specs):
 def test_huge_dimension_is_refused_before_any_search(specs):
     with pytest.raises(MappingError, match=f"field 'C' is 1000000000; allowed: 1..{MAX_DIMENSION}"):
         find_mapping(Workload(C=10 ** 9, M=16, R=1, S=1, N=1, P=1, Q=1), specs["simba_like"])
+
+
+@pytest.mark.parametrize("design", DESIGNS)
+def test_mapper_estimate_counts_as_the_model_does(design, specs):
+    """The mapper ranks candidates by its vectorized estimate; on Timeloop's own mappings of these designs
+    (free orders, several fan-outs, clusters, sliding windows with a translation record) it must agree
+    with the model."""
+    from costmodels.model.mapper import _Nest, _Search   # the estimate is the mapper's internal
+    from costmodels.problems.workloads import DIMENSIONS
+
+    spec = specs[design]
+    for name in sorted(RESULTS[design]):
+        workload = read_problem(DATA / "workloads" / f"{name}.yaml")
+        mapping = read_mapping(DATA / design / "runs" / name / "timeloop-mapper.map.yaml", spec)
+        levels = mapping.levels
+        nest = _Nest(tuple(level.keep for level in levels),
+                     tuple(tuple(DIMENSIONS.index(d) for d in level.temporal_order) for level in levels))
+        temporal = [[float(f) for f in level.temporal] for level in levels]
+        spatial = [[float(x * y) for x, y in zip(level.spatial_x, level.spatial_y)] for level in levels]
+        cycles, energy = _Search(workload, spec, spec.metrics).estimate(nest, temporal, spatial, 1)
+        truth = evaluate(workload, spec, mapping)
+        assert cycles[0] == truth.cycles, name
+        assert energy[0] == pytest.approx(truth.energy_pj, rel=1e-9), name

@@ -120,6 +120,7 @@ class _Level:
     spatial_prefix: tuple[int, ...]
     split: int | None
     keep_options: tuple[frozenset[str], ...]
+    clusters: int                         # instances // cluster size: energy is charged per cluster
 
     @property
     def spatial(self) -> bool:
@@ -179,7 +180,7 @@ def _levels(workload: Workload, spec: ArchSpec) -> tuple[_Level, ...]:
         levels.append(_Level(storage.name, fanout, storage.size_words, storage.block_size, storage.read_energy,
                              storage.write_energy, storage.read_bandwidth, storage.write_bandwidth,
                              fixed["temporal"], fixed["spatial"], prefixes["temporal"], prefixes["spatial"],
-                             split, keep_options))
+                             split, keep_options, storage.instances // storage.cluster_size))
     return tuple(levels)
 
 
@@ -381,8 +382,9 @@ class _Estimator:
         cycles = compute + zero
         for i, level in enumerate(self.levels):
             rounded = [[np.rint(zero + c) for c in counts[i][x]] for x in range(len(DATA_SPACES))]
+            charged = np.minimum(instances[i], level.clusters)
             for reads, fills, updates in rounded:
-                energy = energy + instances[i] * (np.ceil(reads / level.block) * level.read_energy
+                energy = energy + charged * (np.ceil(reads / level.block) * level.read_energy
                                                   + np.ceil(fills / level.block) * level.write_energy
                                                   + np.ceil(updates / level.block) * level.write_energy)
             if level.read_bandwidth is None and level.write_bandwidth is None:
@@ -439,8 +441,9 @@ class _Estimator:
 
     def _input_walk(self, level: int, nest: _Nest, t: _Table, tiles: _Table, size: _Factor, n: int) -> np.ndarray:
         """Words one instance of ``level`` fetches of its input tile, by the model's delta walk: each
-        loop's move is its step minus one step of every inner loop that wraps; a move along one axis
-        that still overlaps fetches the new slice, and keeps doing so only in the same direction."""
+        loop's move is its step minus one step of every inner loop that wraps; the tile keeps the
+        translation of its last move on record, and a move with another translation than the record
+        fetches the whole tile and clears it (see analytical._input_fetches)."""
         ws, wd, hs, hd = (self.workload.Wstride, self.workload.Wdilation, self.workload.Hstride,
                           self.workload.Hdilation)
         extent = tiles[level]
@@ -452,14 +455,13 @@ class _Estimator:
         scale = {_N: 1, _C: 1, _P: ws, _R: wd, _Q: hs, _S: hd, _M: 0}
         zero = np.zeros(n)
         wraps = [zero] * 4
-        moves = []          # per loop: bound, present, no move, slides, slide code, words of the slice
-        codes = {0}
+        moves = []          # per loop: bound, present, translation, words fetched after the move
         for j in range(level + 1, len(self.levels)):
             for d in nest.orders[j]:
                 bound = t[j][d]
                 if isinstance(bound, float) and bound == 1.0:
                     continue
-                present = zero + (bound > 1)
+                present = zero + (bound > 1) > 0
                 step = tiles[j][d] / bound * scale[d]
                 move = [(step if a == axis_of[d] else 0.0) - wraps[a] for a in range(4)]
                 if axis_of[d] is not None:
@@ -467,28 +469,30 @@ class _Estimator:
                 moved = sum((m != 0).astype(np.int64) for m in move)
                 along_w = (moved == 1) & (move[2] != 0) & (np.abs(move[2]) < width)
                 along_h = (moved == 1) & (move[3] != 0) & (np.abs(move[3]) < height)
-                code = np.where(along_w, np.where(move[2] > 0, 1, 2),
-                                np.where(along_h, np.where(move[3] > 0, 3, 4), 0))
-                words = np.where(along_w, np.abs(move[2]) * size / width,
-                                 np.abs(move[3]) * size / height)
-                codes.update(np.unique(code).tolist())
-                moves.append((bound, present > 0, moved == 0, along_w | along_h, code, words))
-        # Dynamic program over the loops, innermost first, per slide state s (0: none, else the
-        # direction of the last slide): the fetches after the entry visit of the loops walked so far,
-        # and the state they leave behind. A slide continues only in the direction of the previous one.
-        states = np.array(sorted(codes))
-        total = [zero] * len(states)
-        leave = [np.full(n, state) for state in states]
-        for bound, present, still, slides, code, words in moves:
-            position = np.searchsorted(states, code)
-            new_total, new_leave = [], []
-            for i in range(len(states)):
-                whole = ~still & (~slides | ((leave[i] != 0) & (leave[i] != code)))
-                delta = np.where(still, 0.0, np.where(whole, size, words))
-                then = np.where(still | whole, 0, position)
-                new_total.append(total[i] + (bound - 1) * (delta + np.choose(then, total)))
-                new_leave.append(np.where(present, np.choose(then, leave), leave[i]))
-            total, leave = new_total, new_leave
+                words = np.where(moved == 0, 0.0, np.where(along_w, np.abs(move[2]) * size / width,
+                                                           np.where(along_h, np.abs(move[3]) * size / height, size)))
+                moves.append((bound, present, [zero + m for m in move], words))
+        # The record is a state: 0 for none, else the (1-based) index of the first present move with
+        # the same translation. Dynamic program over the loops, innermost first, per entry state: the
+        # fetches after the entry visit of the loops walked so far, and the state they leave behind.
+        count = len(moves) + 1
+        canonical = []
+        for m, (_, present, move, _) in enumerate(moves):
+            first = np.full(n, m + 1)
+            for l in range(m - 1, -1, -1):
+                same = moves[l][1] & np.all([move[a] == moves[l][2][a] for a in range(4)], axis=0)
+                first = np.where(same, l + 1, first)
+            canonical.append(first)
+        total = np.zeros((count, n))
+        leave = np.tile(np.arange(count)[:, None], (1, n))
+        rows = np.arange(n)
+        for (bound, present, _, words), record in zip(moves, canonical):
+            after = leave
+            clear, same = after == 0, after == record
+            delta = np.where(clear | same, words, size)
+            then = np.where(clear, record, np.where(same, after, 0))
+            total = total + (bound - 1) * (delta + total[then, rows])
+            leave = np.where(present, leave[then, rows], leave)
         return size + total[0]
 
     def _refetches(self, space: str, level: int, nest: _Nest, t: _Table, tiles: _Table, above: list[_Factor]
@@ -515,6 +519,9 @@ class _Estimator:
                     extent = (own - 1) * self.steps[d] + (other - 1) * self.steps[self.partner[d]] + 1
                     shift = tiles[j][d] / bound * self.steps[d]
                     fraction = np.minimum(shift, extent) / extent
+                    # A tile that stayed in place before this slide has a zero translation on record;
+                    # Timeloop then discards the overlap (see analytical._input_fetches).
+                    fraction = np.where(reuse > 1, 1.0, fraction)
                     slide = np.where(innermost, (1 + (bound - 1) * fraction) / bound, slide)
                 searching = searching & (bound == 1)
         changes = above[level] / reuse
