@@ -645,18 +645,26 @@ class _Search:
             t[i][d] = _shared_or_each(columns[:, c])
         s: _Table = [[_shared_or_each(np.array([sp.x[i][d] * sp.y[i][d] for sp in batch])[which])
                       for d in range(_ND)] for i in range(len(self.levels))]
-        nest = _Nest(keep, self._orders(keep, t, s, n))
-        cycles, energy = self.estimate(nest, t, s, n)
+        orders, rows = self._orders(keep, t, s, n)
+        nest = _Nest(keep, orders)
+        if rows is None:
+            cycles, energy = self.estimate(nest, t, s, n)
+            rows = np.arange(n)
+        else:
+            # Free orders were chosen on the best rows under the starting orders; only those are
+            # estimated again under the chosen orders.
+            cycles, energy = self.estimate(nest, _rows(t, rows), _rows(s, rows), len(rows))
         keys = np.stack(_metric_values(self.metrics, cycles, energy))
-        ranked = np.lexsort(keys[::-1])[:_PRICED]
+        order = np.lexsort(keys[::-1])[:_PRICED]
+        keys, ranked = keys[:, order], rows[order]
         base = self.considered
         self.considered += n
         candidates = []
-        for r in ranked:
+        for k, r in enumerate(ranked):
             temporal = [[level.temporal_fixed[d] or 1 for d in range(_ND)] for level in self.levels]
             for c, (i, d) in enumerate(self.slots):
                 temporal[i][d] = int(columns[r, c])
-            candidates.append(_Candidate(tuple(float(v) for v in keys[:, r]), base + int(r), nest, batch[which[r]],
+            candidates.append(_Candidate(tuple(float(v) for v in keys[:, k]), base + int(r), nest, batch[which[r]],
                                          tuple(tuple(level) for level in temporal)))
         return candidates
 
@@ -709,8 +717,9 @@ class _Search:
         return fits
 
     def _orders(self, keep: tuple[frozenset[str], ...], t: _Table, s: _Table, n: int
-                ) -> tuple[tuple[int, ...], ...]:
-        """Loop order per level: the constraint's, completed; free orders by coordinate descent."""
+                ) -> tuple[tuple[tuple[int, ...], ...], np.ndarray | None]:
+        """Loop order per level: the constraint's, completed; free orders by coordinate descent on the
+        best-estimated rows, which are returned too (None when no order is free)."""
         orders = []
         free_levels = []
         for i, level in enumerate(self.levels):
@@ -723,14 +732,13 @@ class _Search:
             if i > 0 and len(moving) > 1:
                 free_levels.append((i, prefix, moving))
         if not free_levels:
-            return tuple(orders)
+            return tuple(orders), None
         current = tuple(orders)
         # The orders matter for the candidates that can win: descend on the best rows under the
         # starting orders rather than on all of them.
         cycles, energy = self.estimate(_Nest(keep, current), t, s, n)
         rows = np.lexsort(np.stack(_metric_values(self.metrics, cycles, energy))[::-1])[:_ORDER_ROWS]
-        t_rows = [[f[rows] if isinstance(f, np.ndarray) else f for f in level] for level in t]
-        s_rows = [[f[rows] if isinstance(f, np.ndarray) else f for f in level] for level in s]
+        t_rows, s_rows = _rows(t, rows), _rows(s, rows)
 
         def score(trial: tuple[tuple[int, ...], ...]) -> _Key:
             cycles, energy = self.estimate(_Nest(keep, trial), t_rows, s_rows, len(rows))
@@ -748,7 +756,7 @@ class _Search:
                     value = score(trial)
                     if value < best:
                         best, current, changed = value, trial, True
-        return current
+        return current, rows
 
     # --- pricing by the real model ---
     def _price(self, candidates: list[_Candidate], best: tuple[_Key, Mapping, Evaluation] | None
@@ -784,6 +792,11 @@ class _Search:
                 spatial_order=tuple(DIMENSIONS[d] for d in spatial_order),
                 keep=candidate.nest.keep[i]))
         return Mapping(tuple(levels))
+
+
+def _rows(table: _Table, rows: np.ndarray) -> _Table:
+    """The factors of some candidates only."""
+    return [[f[rows] if isinstance(f, np.ndarray) else f for f in level] for level in table]
 
 
 @lru_cache(maxsize=None)
