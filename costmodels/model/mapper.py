@@ -57,8 +57,9 @@ _PADDABLE = (_C, _M, _P, _Q)   # zero channels or discarded output pixels; R/S/N
 _PRICED = 4
 # Partial temporal factorizations are checked against the buffers once they exceed this many rows.
 _CHECK_ROWS = 4096
-# Free loop orders are chosen on this many of the best-estimated candidates.
-_ORDER_ROWS = 256
+# The best candidates by the quick estimate that get the full estimate (and on which free loop
+# orders are chosen).
+_SHORTLIST = 512
 
 
 @dataclass(frozen=True)
@@ -334,9 +335,11 @@ class _Estimator:
         self.steps = {_P: workload.Wstride, _R: workload.Wdilation, _Q: workload.Hstride, _S: workload.Hdilation}
         self.partner = {_P: _R, _R: _P, _Q: _S, _S: _Q}
 
-    def __call__(self, nest: _Nest, t: _Table, s: _Table, n: int) -> tuple[np.ndarray, np.ndarray]:
+    def __call__(self, nest: _Nest, t: _Table, s: _Table, n: int, walk: bool = True
+                 ) -> tuple[np.ndarray, np.ndarray]:
         """(cycles, energy in pJ) estimates of ``n`` candidates with temporal factors ``t`` and spatial
-        factors (X times Y) ``s``."""
+        factors (X times Y) ``s``. Without ``walk``, inputs that two loops move along one axis get the
+        closed-form count too (quicker, not exact)."""
         n_levels = len(self.levels)
         tiles: _Table = []          # extent of each level's tile, per dimension
         below: _Table = []          # extent covered below each level's spatial loops
@@ -367,7 +370,7 @@ class _Estimator:
                     changes, visits, sliding = self._refetches(space, k, nest, t, tiles, above)
                     if space != "Inputs":
                         fetched = words * changes
-                    elif self._slides_twice(k, nest, t):
+                    elif walk and self._slides_twice(k, nest, t):
                         fetched = self._input_walk(k, nest, t, tiles, words, n)
                     else:
                         fetched = words * sliding
@@ -645,15 +648,16 @@ class _Search:
             t[i][d] = _shared_or_each(columns[:, c])
         s: _Table = [[_shared_or_each(np.array([sp.x[i][d] * sp.y[i][d] for sp in batch])[which])
                       for d in range(_ND)] for i in range(len(self.levels))]
-        orders, rows = self._orders(keep, t, s, n)
+        # Shortlist by the estimate with the closed-form sliding-window count (exact unless two loops
+        # above a tile move inputs along one axis), then rank the shortlist by the full estimate under
+        # the loop orders chosen for it.
+        orders, free_levels = self._start_orders(t)
+        cycles, energy = self.estimate(_Nest(keep, orders), t, s, n, walk=False)
+        rows = np.lexsort(np.stack(_metric_values(self.metrics, cycles, energy))[::-1])[:_SHORTLIST]
+        t_rows, s_rows = _rows(t, rows), _rows(s, rows)
+        orders = self._orders(keep, orders, free_levels, t_rows, s_rows, len(rows))
         nest = _Nest(keep, orders)
-        if rows is None:
-            cycles, energy = self.estimate(nest, t, s, n)
-            rows = np.arange(n)
-        else:
-            # Free orders were chosen on the best rows under the starting orders; only those are
-            # estimated again under the chosen orders.
-            cycles, energy = self.estimate(nest, _rows(t, rows), _rows(s, rows), len(rows))
+        cycles, energy = self.estimate(nest, t_rows, s_rows, len(rows))
         keys = np.stack(_metric_values(self.metrics, cycles, energy))
         order = np.lexsort(keys[::-1])[:_PRICED]
         keys, ranked = keys[:, order], rows[order]
@@ -716,10 +720,9 @@ class _Search:
             fits &= sum(_footprint(space, extent, self.workload) for space in keep[i]) <= level.size
         return fits
 
-    def _orders(self, keep: tuple[frozenset[str], ...], t: _Table, s: _Table, n: int
-                ) -> tuple[tuple[tuple[int, ...], ...], np.ndarray | None]:
-        """Loop order per level: the constraint's, completed; free orders by coordinate descent on the
-        best-estimated rows, which are returned too (None when no order is free)."""
+    def _start_orders(self, t: _Table) -> tuple[tuple[tuple[int, ...], ...], list[tuple[int, tuple, tuple]]]:
+        """Loop order per level: the constraint's, completed with the loops that move, then unit loops;
+        and the levels whose order is free to choose (level, fixed prefix, moving loops)."""
         orders = []
         free_levels = []
         for i, level in enumerate(self.levels):
@@ -731,17 +734,17 @@ class _Search:
             # The innermost level's order cannot change any access count, as in Timeloop.
             if i > 0 and len(moving) > 1:
                 free_levels.append((i, prefix, moving))
+        return tuple(orders), free_levels
+
+    def _orders(self, keep: tuple[frozenset[str], ...], current: tuple[tuple[int, ...], ...],
+                free_levels: list[tuple[int, tuple, tuple]], t: _Table, s: _Table, n: int
+                ) -> tuple[tuple[int, ...], ...]:
+        """Free loop orders by coordinate descent on the estimate of the given candidates."""
         if not free_levels:
-            return tuple(orders), None
-        current = tuple(orders)
-        # The orders matter for the candidates that can win: descend on the best rows under the
-        # starting orders rather than on all of them.
-        cycles, energy = self.estimate(_Nest(keep, current), t, s, n)
-        rows = np.lexsort(np.stack(_metric_values(self.metrics, cycles, energy))[::-1])[:_ORDER_ROWS]
-        t_rows, s_rows = _rows(t, rows), _rows(s, rows)
+            return current
 
         def score(trial: tuple[tuple[int, ...], ...]) -> _Key:
-            cycles, energy = self.estimate(_Nest(keep, trial), t_rows, s_rows, len(rows))
+            cycles, energy = self.estimate(_Nest(keep, trial), t, s, n)
             keys = np.stack(_metric_values(self.metrics, cycles, energy))
             return tuple(float(v) for v in keys[:, np.lexsort(keys[::-1])[0]])
 
@@ -756,7 +759,7 @@ class _Search:
                     value = score(trial)
                     if value < best:
                         best, current, changed = value, trial, True
-        return current, rows
+        return current
 
     # --- pricing by the real model ---
     def _price(self, candidates: list[_Candidate], best: tuple[_Key, Mapping, Evaluation] | None
