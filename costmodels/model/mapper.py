@@ -479,12 +479,16 @@ class _Estimator:
         # the same translation. Dynamic program over the loops, innermost first, per entry state: the
         # fetches after the entry visit of the loops walked so far, and the state they leave behind.
         count = len(moves) + 1
+        # Translations compared through one number each: integer coordinates packed in a float. (The
+        # estimate only ranks; an unlikely collision of two large translations would misrank, not
+        # mislead the model.)
+        packed = [((move[0] * 65599.0 + move[1]) * 65599.0 + move[2]) * 65599.0 + move[3]
+                  for _, _, move, _ in moves]
         canonical = []
-        for m, (_, present, move, _) in enumerate(moves):
+        for m in range(len(moves)):
             first = np.full(n, m + 1)
             for l in range(m - 1, -1, -1):
-                same = moves[l][1] & np.all([move[a] == moves[l][2][a] for a in range(4)], axis=0)
-                first = np.where(same, l + 1, first)
+                first = np.where(moves[l][1] & (packed[l] == packed[m]), l + 1, first)
             canonical.append(first)
         total = np.zeros((count, n))
         leave = np.tile(np.arange(count)[:, None], (1, n))
@@ -743,10 +747,15 @@ class _Search:
         if not free_levels:
             return current
 
+        scores: dict[tuple[tuple[int, ...], ...], _Key] = {}
+
         def score(trial: tuple[tuple[int, ...], ...]) -> _Key:
-            cycles, energy = self.estimate(_Nest(keep, trial), t, s, n)
-            keys = np.stack(_metric_values(self.metrics, cycles, energy))
-            return tuple(float(v) for v in keys[:, np.lexsort(keys[::-1])[0]])
+            # The last pass of the descent revisits orders already scored.
+            if trial not in scores:
+                cycles, energy = self.estimate(_Nest(keep, trial), t, s, n)
+                keys = np.stack(_metric_values(self.metrics, cycles, energy))
+                scores[trial] = tuple(float(v) for v in keys[:, np.lexsort(keys[::-1])[0]])
+            return scores[trial]
 
         best = score(current)
         changed = True
