@@ -151,6 +151,12 @@ PE_IFMAP_FIELD = "architecture.subtree[0].subtree[0].subtree[0].local[0].attribu
     ("constraints/eyeriss_like_arch_constraints.yaml",
      lambda d: d["architecture_constraints"]["targets"][5].update(split=1.5),
      "architecture_constraints.targets[5].split", "1.5"),
+    ("arch/eyeriss_like.yaml", lambda d: _set(d, GLB, "n_banks", 3.5),
+     "architecture.subtree[0].subtree[0].local[0].attributes.n_banks", "3.5"),
+    ("arch/eyeriss_like.yaml", lambda d: d["architecture"]["subtree"][0].update(attributes={"datawidth": "wide"}),
+     "architecture.subtree[0].attributes.datawidth", "'wide'"),
+    ("mapper/mapper.yaml", lambda d: d["mapper"].update(timeout=float("nan")), "mapper.timeout", "nan"),
+    ("mapper/mapper.yaml", lambda d: d["mapper"].update({"victory-condition": -1}), "mapper.victory-condition", "-1"),
 ])
 def test_numbers_are_finite_and_in_range(spec_copy, file, change, field, value):
     edit(spec_copy / file, change)

@@ -394,6 +394,9 @@ class _SpecReader:
         if not isinstance(metrics, list) or not metrics or any(m not in METRICS for m in metrics):
             raise SpecError(str(path), "mapper.optimization-metrics", f"{metrics!r}; allowed values: "
                                                                       f"{', '.join(METRICS)}")
+        for key in _MAPPER_COUNTS:
+            if key in mapper:
+                _number(mapper[key], path, f"mapper.{key}", integer=True, positive=False)
         return tuple(metrics)
 
 
@@ -404,6 +407,14 @@ _MODELLED_ATTRIBUTES = frozenset({"meshX", "word-bits", "datawidth", "block-size
                                   "memory_width", "depth", "width", "read_bandwidth", "write_bandwidth"})
 _ENERGY_ONLY_ATTRIBUTES = frozenset({"technology", "latency", "type", "n_banks", "nports", "num-ports",
                                      "n_rdwr_ports", "n_buffets", "update_fifo_depth"})
+_INTEGER_ATTRIBUTES = frozenset({"meshX", "word-bits", "datawidth", "block-size", "cluster-size", "memory_depth",
+                                 "memory_width", "depth", "width", "n_banks", "nports", "num-ports", "n_rdwr_ports",
+                                 "n_buffets", "update_fifo_depth"})
+_RATE_ATTRIBUTES = frozenset({"read_bandwidth", "write_bandwidth"})
+# Mapper settings that are counts (the built-in mapper uses only optimization-metrics; the others are
+# still checked, as timeloop-mapper reads them).
+_MAPPER_COUNTS = ("num-threads", "timeout", "victory-condition", "max-permutations-per-if-visit", "search-size",
+                  "sync-interval", "log-interval")
 _NODE_KEYS = frozenset({"name", "attributes", "local", "subtree"})
 _COMPONENT_KEYS = frozenset({"name", "class", "subclass", "attributes"})
 _CONSTRAINT_KEYS = frozenset({"target", "type", "factors", "permutation", "split", "keep", "bypass"})
@@ -422,11 +433,15 @@ def _attributes(entry: dict, path: Path, field: str) -> dict:
     attributes = entry.get("attributes") or {}
     if not isinstance(attributes, dict):
         raise SpecError(str(path), f"{field}.attributes", f"expected a mapping, got {attributes!r}")
-    for key in attributes:
+    for key, value in attributes.items():
         if key not in _MODELLED_ATTRIBUTES and key not in _ENERGY_ONLY_ATTRIBUTES:
             allowed = ", ".join(sorted(_MODELLED_ATTRIBUTES | _ENERGY_ONLY_ATTRIBUTES))
             raise SpecError(str(path), f"{field}.attributes.{key}", f"'{key}' is not modelled by the built-in "
                                                                     f"model; allowed: {allowed}")
+        if key in _INTEGER_ATTRIBUTES:
+            _number(value, path, f"{field}.attributes.{key}", integer=True)
+        elif key in _RATE_ATTRIBUTES:
+            _number(value, path, f"{field}.attributes.{key}")
     return attributes
 
 
