@@ -60,6 +60,9 @@ _CHECK_ROWS = 4096
 # The best candidates by the quick estimate that get the full estimate (and on which free loop
 # orders are chosen).
 _SHORTLIST = 512
+# Keep choices whose shortlist's best is within this factor of the best one (in every metric) get
+# their free loop orders searched; the others are too far behind to win.
+_DESCENT_MARGIN = 1.1
 
 
 @dataclass(frozen=True)
@@ -555,6 +558,22 @@ class _Candidate:
     temporal: tuple[tuple[int, ...], ...]
 
 
+@dataclass(frozen=True)
+class _Shortlist:
+    """One keep choice's best candidates by the quick estimate, ready for the full one."""
+
+    keep: tuple[frozenset[str], ...]
+    columns: np.ndarray               # temporal factors of every legal candidate (one row each)
+    which: np.ndarray                 # per row, its spatial assignment within the batch
+    rows: np.ndarray                  # the shortlisted rows, best first
+    t: _Table                         # their temporal factors
+    s: _Table                         # their spatial factors
+    orders: tuple[tuple[int, ...], ...]                  # starting loop orders
+    free_levels: list[tuple[int, tuple, tuple]]          # levels whose order is free
+    best: _Key                        # the quick estimate of the best row
+    base: int                         # enumeration number of the first row
+
+
 class _Search:
     """One mapping search: a workload, a spec, an objective."""
 
@@ -595,7 +614,7 @@ class _Search:
         for batch in batches:
             if best is not None and self.workload.macs // batch[0].pes > best[0][0]:
                 break
-            candidates = [c for keep in keeps for c in self._candidates(batch, keep, residual)]
+            candidates = self._batch_candidates(batch, keeps, residual)
             best = self._price(candidates, best)
         if best is None:
             raise MappingError(f"no legal mapping for {self.workload.name} on {self.spec.name}: no factorization "
@@ -637,13 +656,15 @@ class _Search:
         return ", ".join(f"{level.name} {level.size} words" for level in self.levels if level.size is not None)
 
     # --- enumeration ---
-    def _candidates(self, batch: list[_Spatial], keep: tuple[frozenset[str], ...], residual: tuple[int, ...]
-                    ) -> list[_Candidate]:
-        """The best-estimated candidates of spatial assignments with equal compute cycles."""
+    def _shortlist(self, batch: list[_Spatial], keep: tuple[frozenset[str], ...], residual: tuple[int, ...]
+                   ) -> _Shortlist | None:
+        """The legal candidates of spatial assignments with equal compute cycles under one keep choice,
+        cut to the best by the estimate with the closed-form sliding-window count (exact unless two loops
+        above a tile move inputs along one axis) under the starting loop orders."""
         parts = [(k, self._temporal_columns(spatial, keep, residual)) for k, spatial in enumerate(batch)]
         parts = [(k, columns) for k, columns in parts if columns.shape[0]]
         if not parts:
-            return []
+            return None
         columns = np.concatenate([columns for _, columns in parts])
         which = np.concatenate([np.full(columns.shape[0], k) for k, columns in parts])
         n = columns.shape[0]
@@ -652,29 +673,58 @@ class _Search:
             t[i][d] = _shared_or_each(columns[:, c])
         s: _Table = [[_shared_or_each(np.array([sp.x[i][d] * sp.y[i][d] for sp in batch])[which])
                       for d in range(_ND)] for i in range(len(self.levels))]
-        # Shortlist by the estimate with the closed-form sliding-window count (exact unless two loops
-        # above a tile move inputs along one axis), then rank the shortlist by the full estimate under
-        # the loop orders chosen for it.
         orders, free_levels = self._start_orders(t)
         cycles, energy = self.estimate(_Nest(keep, orders), t, s, n, walk=False)
-        rows = np.lexsort(np.stack(_metric_values(self.metrics, cycles, energy))[::-1])[:_SHORTLIST]
-        t_rows, s_rows = _rows(t, rows), _rows(s, rows)
-        orders = self._orders(keep, orders, free_levels, t_rows, s_rows, len(rows))
-        nest = _Nest(keep, orders)
-        cycles, energy = self.estimate(nest, t_rows, s_rows, len(rows))
+        keys = np.stack(_metric_values(self.metrics, cycles, energy))
+        rows = np.lexsort(keys[::-1])[:_SHORTLIST]
+        shortlist = _Shortlist(keep, columns, which, rows, _rows(t, rows), _rows(s, rows), orders, free_levels,
+                               tuple(float(v) for v in keys[:, rows[0]]), self.considered)
+        self.considered += n
+        return shortlist
+
+    def _candidates(self, batch: list[_Spatial], shortlist: _Shortlist,
+                    orders: tuple[tuple[int, ...], ...]) -> list[_Candidate]:
+        """The best candidates of a shortlist by the full estimate under the given loop orders."""
+        nest = _Nest(shortlist.keep, orders)
+        rows = shortlist.rows
+        cycles, energy = self.estimate(nest, shortlist.t, shortlist.s, len(rows))
         keys = np.stack(_metric_values(self.metrics, cycles, energy))
         order = np.lexsort(keys[::-1])[:_PRICED]
         keys, ranked = keys[:, order], rows[order]
-        base = self.considered
-        self.considered += n
         candidates = []
         for k, r in enumerate(ranked):
             temporal = [[level.temporal_fixed[d] or 1 for d in range(_ND)] for level in self.levels]
             for c, (i, d) in enumerate(self.slots):
-                temporal[i][d] = int(columns[r, c])
-            candidates.append(_Candidate(tuple(float(v) for v in keys[:, k]), base + int(r), nest, batch[which[r]],
-                                         tuple(tuple(level) for level in temporal)))
+                temporal[i][d] = int(shortlist.columns[r, c])
+            candidates.append(_Candidate(tuple(float(v) for v in keys[:, k]), shortlist.base + int(r), nest,
+                                         batch[shortlist.which[r]], tuple(tuple(level) for level in temporal)))
         return candidates
+
+    def _batch_candidates(self, batch: list[_Spatial], keeps: list[tuple[frozenset[str], ...]],
+                          residual: tuple[int, ...]) -> list[_Candidate]:
+        """The best candidates of one batch over every keep choice. Free loop orders are searched (by
+        coordinate descent) for the keep choices whose shortlist comes close to the best one; the others,
+        far behind, get the better of their starting orders and the orders found for the close ones."""
+        shortlists = [sl for keep in keeps if (sl := self._shortlist(batch, keep, residual)) is not None]
+        if not shortlists:
+            return []
+        lead = min(sl.best for sl in shortlists)
+        close = [all(v <= w * _DESCENT_MARGIN for v, w in zip(sl.best, lead)) for sl in shortlists]
+        chosen: dict[int, tuple[tuple[int, ...], ...]] = {}
+        for k, sl in enumerate(shortlists):
+            if close[k]:
+                chosen[k] = self._orders(sl.keep, sl.orders, sl.free_levels, sl.t, sl.s, len(sl.rows))
+        found = list(dict.fromkeys(chosen.values()))
+        for k, sl in enumerate(shortlists):
+            if not close[k]:
+                trials = list(dict.fromkeys([sl.orders, *found])) if sl.free_levels else [sl.orders]
+                chosen[k] = min(trials, key=lambda trial: self._best_key(sl, trial))
+        return [c for k, sl in enumerate(shortlists) for c in self._candidates(batch, sl, chosen[k])]
+
+    def _best_key(self, shortlist: _Shortlist, orders: tuple[tuple[int, ...], ...]) -> _Key:
+        cycles, energy = self.estimate(_Nest(shortlist.keep, orders), shortlist.t, shortlist.s, len(shortlist.rows))
+        keys = np.stack(_metric_values(self.metrics, cycles, energy))
+        return tuple(float(v) for v in keys[:, np.lexsort(keys[::-1])[0]])
 
     def _temporal_columns(self, spatial: _Spatial, keep: tuple[frozenset[str], ...], residual: tuple[int, ...]
                           ) -> np.ndarray:
