@@ -656,12 +656,14 @@ class _Search:
         return ", ".join(f"{level.name} {level.size} words" for level in self.levels if level.size is not None)
 
     # --- enumeration ---
-    def _shortlist(self, batch: list[_Spatial], keep: tuple[frozenset[str], ...], residual: tuple[int, ...]
-                   ) -> _Shortlist | None:
-        """The legal candidates of spatial assignments with equal compute cycles under one keep choice,
-        cut to the best by the estimate with the closed-form sliding-window count (exact unless two loops
-        above a tile move inputs along one axis) under the starting loop orders."""
-        parts = [(k, self._temporal_columns(spatial, keep, residual)) for k, spatial in enumerate(batch)]
+    def _shortlist(self, batch: list[_Spatial], keep: tuple[frozenset[str], ...],
+                   loosest: list[tuple[int, np.ndarray]]) -> _Shortlist | None:
+        """The legal candidates of spatial assignments with equal compute cycles under one keep choice
+        (from those legal when levels keep only what they must, ``loosest``), cut to the best by the
+        estimate with the closed-form sliding-window count (exact unless two loops above a tile move
+        inputs along one axis) under the starting loop orders."""
+        every_slot = list(range(len(self.slots)))
+        parts = [(k, columns[self._fits(columns, every_slot, self._base(batch[k]), keep)]) for k, columns in loosest]
         parts = [(k, columns) for k, columns in parts if columns.shape[0]]
         if not parts:
             return None
@@ -705,7 +707,11 @@ class _Search:
         """The best candidates of one batch over every keep choice. Free loop orders are searched (by
         coordinate descent) for the keep choices whose shortlist comes close to the best one; the others,
         far behind, get the better of their starting orders and the orders found for the close ones."""
-        shortlists = [sl for keep in keeps if (sl := self._shortlist(batch, keep, residual)) is not None]
+        # Keeping more never frees buffer space: enumerate once under the least every choice keeps.
+        least = tuple(frozenset.intersection(*choices) for choices in zip(*keeps))
+        loosest = [(k, self._temporal_columns(spatial, least, residual)) for k, spatial in enumerate(batch)]
+        loosest = [(k, columns) for k, columns in loosest if columns.shape[0]]
+        shortlists = [sl for keep in keeps if (sl := self._shortlist(batch, keep, loosest)) is not None]
         if not shortlists:
             return []
         lead = min(sl.best for sl in shortlists)
@@ -743,8 +749,7 @@ class _Search:
                 splits.append((options, positions))
         # Fewest choices first keeps the partial products small while the buffers prune them.
         splits.sort(key=lambda split: split[0].shape[0])
-        fixed = [[level.temporal_fixed[d] or 1 for d in range(_ND)] for level in self.levels]
-        base = np.cumprod(np.array(fixed) * np.array(spatial_factors), axis=0)
+        base = self._base(spatial)
         columns = np.ones((1, 0), dtype=np.int64)
         placed: list[int] = []
         for step, (options, positions) in enumerate(splits):
@@ -758,6 +763,12 @@ class _Search:
                 if columns.shape[0] == 0:
                     return np.zeros((0, len(self.slots)), dtype=np.int64)
         return columns[:, np.argsort(placed)]
+
+    def _base(self, spatial: _Spatial) -> np.ndarray:
+        """Per level and dimension, the tile extent with every free temporal factor at 1."""
+        spatial_factors = [[x * y for x, y in zip(xs, ys)] for xs, ys in zip(spatial.x, spatial.y)]
+        fixed = [[level.temporal_fixed[d] or 1 for d in range(_ND)] for level in self.levels]
+        return np.cumprod(np.array(fixed) * np.array(spatial_factors), axis=0)
 
     def _fits(self, columns: np.ndarray, placed: list[int], base: np.ndarray, keep: tuple[frozenset[str], ...]
               ) -> np.ndarray:
