@@ -434,6 +434,11 @@ class _Estimator:
             count = count * distinct[inverse.reshape(-1)]
         return count
 
+    def walks(self, nest: _Nest, t: _Table) -> bool:
+        """Whether the estimate needs ``_input_walk`` (else ``walk=False`` changes nothing)."""
+        keepers = [i for i in range(len(self.levels)) if "Inputs" in nest.keep[i]]
+        return any(self._slides_twice(k, nest, t) for k in keepers[:-1])
+
     def _slides_twice(self, level: int, nest: _Nest, t: _Table) -> bool:
         """Whether two loops above ``level`` can move an input tile along the same axis (P and R, or
         Q and S, or one of them split over levels). Only then can a move past the innermost relevant
@@ -571,6 +576,7 @@ class _Shortlist:
     orders: tuple[tuple[int, ...], ...]                  # starting loop orders
     free_levels: list[tuple[int, tuple, tuple]]          # levels whose order is free
     best: _Key                        # the quick estimate of the best row
+    exact: np.ndarray | None          # the rows' keys where the quick estimate is the full one
     base: int                         # enumeration number of the first row
 
 
@@ -657,13 +663,14 @@ class _Search:
 
     # --- enumeration ---
     def _shortlist(self, batch: list[_Spatial], keep: tuple[frozenset[str], ...],
-                   loosest: list[tuple[int, np.ndarray]]) -> _Shortlist | None:
+                   least: tuple[frozenset[str], ...], loosest: list[tuple[int, np.ndarray]]) -> _Shortlist | None:
         """The legal candidates of spatial assignments with equal compute cycles under one keep choice
         (from those legal when levels keep only what they must, ``loosest``), cut to the best by the
         estimate with the closed-form sliding-window count (exact unless two loops above a tile move
         inputs along one axis) under the starting loop orders."""
         every_slot = list(range(len(self.slots)))
-        parts = [(k, columns[self._fits(columns, every_slot, self._base(batch[k]), keep)]) for k, columns in loosest]
+        parts = loosest if keep == least else [
+            (k, columns[self._fits(columns, every_slot, self._base(batch[k]), keep)]) for k, columns in loosest]
         parts = [(k, columns) for k, columns in parts if columns.shape[0]]
         if not parts:
             return None
@@ -679,8 +686,9 @@ class _Search:
         cycles, energy = self.estimate(_Nest(keep, orders), t, s, n, walk=False)
         keys = np.stack(_metric_values(self.metrics, cycles, energy))
         rows = np.lexsort(keys[::-1])[:_SHORTLIST]
+        exact = None if self.estimate.walks(_Nest(keep, orders), t) else keys[:, rows]
         shortlist = _Shortlist(keep, columns, which, rows, _rows(t, rows), _rows(s, rows), orders, free_levels,
-                               tuple(float(v) for v in keys[:, rows[0]]), self.considered)
+                               tuple(float(v) for v in keys[:, rows[0]]), exact, self.considered)
         self.considered += n
         return shortlist
 
@@ -689,8 +697,11 @@ class _Search:
         """The best candidates of a shortlist by the full estimate under the given loop orders."""
         nest = _Nest(shortlist.keep, orders)
         rows = shortlist.rows
-        cycles, energy = self.estimate(nest, shortlist.t, shortlist.s, len(rows))
-        keys = np.stack(_metric_values(self.metrics, cycles, energy))
+        if orders == shortlist.orders and shortlist.exact is not None:
+            keys = shortlist.exact
+        else:
+            cycles, energy = self.estimate(nest, shortlist.t, shortlist.s, len(rows))
+            keys = np.stack(_metric_values(self.metrics, cycles, energy))
         order = np.lexsort(keys[::-1])[:_PRICED]
         keys, ranked = keys[:, order], rows[order]
         candidates = []
@@ -711,7 +722,7 @@ class _Search:
         least = tuple(frozenset.intersection(*choices) for choices in zip(*keeps))
         loosest = [(k, self._temporal_columns(spatial, least, residual)) for k, spatial in enumerate(batch)]
         loosest = [(k, columns) for k, columns in loosest if columns.shape[0]]
-        shortlists = [sl for keep in keeps if (sl := self._shortlist(batch, keep, loosest)) is not None]
+        shortlists = [sl for keep in keeps if (sl := self._shortlist(batch, keep, least, loosest)) is not None]
         if not shortlists:
             return []
         lead = min(sl.best for sl in shortlists)
