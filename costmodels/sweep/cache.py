@@ -143,8 +143,7 @@ class ResultsCache:
                 conn.execute("INSERT OR IGNORE INTO meta (name, value) VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
             elif row[0] != str(SCHEMA_VERSION):
                 raise CacheSchemaError(f"{self.path}: cache schema {row[0]} is not supported (expected "
-                                 f"{SCHEMA_VERSION}); clear it with "
-                                       f"`costmodel cache --cache {self.path} clear`")
+                                       f"{SCHEMA_VERSION}); clear it with `costmodel cache --cache {self.path} clear`")
         except sqlite3.DatabaseError as exc:
             raise CacheError(f"{self.path}: cannot open the results cache: {exc}") from None
         except OSError as exc:
