@@ -126,11 +126,13 @@ class ResultsCache:
     def _connection(self) -> sqlite3.Connection:
         if self._conn is not None and self._pid == os.getpid():
             return self._conn
+        conn = None
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None,
                                    check_same_thread=False)
             conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
+            self._refuse_other_schema(conn)   # before anything in the file changes
             mode = _switch_to_wal(conn)
             if str(mode).lower() != "wal":
                 raise CacheError(f"{self.path}: cannot switch the cache to WAL mode (got {mode})")
@@ -138,18 +140,25 @@ class ResultsCache:
             # only an operating-system crash may lose the last few.
             conn.execute("PRAGMA synchronous = NORMAL")
             conn.executescript(_SCHEMA)
-            row = conn.execute("SELECT value FROM meta WHERE name = 'schema'").fetchone()
-            if row is None:
-                conn.execute("INSERT OR IGNORE INTO meta (name, value) VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
-            elif row[0] != str(SCHEMA_VERSION):
-                raise CacheSchemaError(f"{self.path}: cache schema {row[0]} is not supported (expected "
-                                       f"{SCHEMA_VERSION}); clear it with `costmodel cache --cache {self.path} clear`")
-        except sqlite3.DatabaseError as exc:
-            raise CacheError(f"{self.path}: cannot open the results cache: {exc}") from None
-        except OSError as exc:
-            raise CacheError(f"{self.path}: cannot open the results cache: {exc.strerror or exc}") from None
+            conn.execute("INSERT OR IGNORE INTO meta (name, value) VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
+        except BaseException as exc:
+            if conn is not None:
+                conn.close()
+            if isinstance(exc, sqlite3.DatabaseError):
+                raise CacheError(f"{self.path}: cannot open the results cache: {exc}") from None
+            if isinstance(exc, OSError):
+                raise CacheError(f"{self.path}: cannot open the results cache: {exc.strerror or exc}") from None
+            raise
         self._conn, self._pid = conn, os.getpid()
         return conn
+
+    def _refuse_other_schema(self, conn: sqlite3.Connection) -> None:
+        if conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'").fetchone() is None:
+            return
+        row = conn.execute("SELECT value FROM meta WHERE name = 'schema'").fetchone()
+        if row is not None and row[0] != str(SCHEMA_VERSION):
+            raise CacheSchemaError(f"{self.path}: cache schema {row[0]} is not supported (expected "
+                                   f"{SCHEMA_VERSION}); clear it with `costmodel cache --cache {self.path} clear`")
 
     def _execute(self, sql: str, params: Iterable[Any] = ()) -> sqlite3.Cursor:
         with self._lock:
