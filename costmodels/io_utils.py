@@ -50,7 +50,8 @@ def atomic_write_text(path: str | Path, text: str) -> None:
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     path = Path(path)
-    check_output_file(path)
+    if path.is_dir():
+        raise OutputError(path, "is a folder; give a file name")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -79,11 +80,14 @@ def _nearest_existing(path: Path) -> Path:
 
 
 def _check_writable_folder(path: Path, named: Path) -> None:
-    """``named`` (the user's destination) will be created inside the existing ``path``."""
+    """``named`` (the user's destination) will be created inside the existing ``path``: try it (permission
+    bits do not tell for root, read-only mounts or /proc)."""
     if not path.is_dir():
         raise OutputError(named, f"'{path}' is a file, not a folder")
-    if not os.access(path, os.W_OK | os.X_OK):
-        raise OutputError(named, f"cannot write: folder '{path}' is not writable")
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=_STAGING_PREFIX, dir=path))
+    except OSError as exc:
+        raise OutputError(named, f"cannot write: folder '{path}' is not writable ({exc.strerror or exc})") from None
 
 
 def check_output_file(path: str | Path) -> None:
