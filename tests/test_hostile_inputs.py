@@ -28,6 +28,7 @@ import pytest
 from costmodels.cli.main import main
 from costmodels.lut.export import MAX_LUT_BYTES
 from costmodels.network.extract import MAX_ONNX_BYTES
+from costmodels.predictors.persistence import MAX_PREDICTOR_BYTES
 from costmodels.timeloop.spec import SPECS_ROOT
 from costmodels.user_files import MAX_FILE_BYTES
 
@@ -292,6 +293,7 @@ def _skops(value) -> bytes:
     return skops.io.dumps(value)
 
 
+MEMBER_LIMIT = 4 * 1024 ** 2
 PREDICTOR_KINDS = {   # kind -> (members, or a file kind; what the message must say besides the file name)
     "pickle": ("binary", "not a predictor file"),
     "folder": ("folder", "is a folder"),
@@ -319,7 +321,7 @@ PREDICTOR_KINDS = {   # kind -> (members, or a file kind; what the message must 
     "member a dict": (lambda m: {**m, "energy.skops": _skops({"coef": [1.0]})},
                       "energy.skops is not a working poly estimator"),
     "member missing": (lambda m: {k: v for k, v in m.items() if k != "energy.skops"}, "no energy predictor"),
-    "member zip bomb": (lambda m: {**m, "cycles.skops": bytes(4 * MAX_FILE_BYTES + 1)}, "cycles.skops unpacks to"),
+    "member zip bomb": (lambda m: {**m, "cycles.skops": bytes(2 * MEMBER_LIMIT)}, "cycles.skops unpacks to"),
 }
 
 
@@ -329,7 +331,7 @@ def _predictor_file(folder: Path, kind: str, good: Path) -> Path:
     if callable(make):
         return _zip(path, make(_members(good)))
     if make != "missing":
-        hostile_file(folder, make, "p.zip", good.read_bytes())
+        hostile_file(folder, make, "p.zip", good.read_bytes(), MAX_PREDICTOR_BYTES)
     return path
 
 
@@ -343,6 +345,7 @@ def test_a_good_predictor_file_is_used(capsys, tmp_path, monkeypatch, predictor_
 @pytest.mark.parametrize("kind", PREDICTOR_KINDS)
 def test_hostile_predictor_files(capsys, tmp_path, monkeypatch, predictor_zip, kind):
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr("costmodels.predictors.persistence.MAX_MEMBER_BYTES", MEMBER_LIMIT)   # a small bomb
     path = _predictor_file(tmp_path, kind, predictor_zip)
     before = tree(tmp_path)
     code, _, err = run(capsys, "lut", "--arch", "eyeriss", "--model", "resnet20", "--source", "predict",

@@ -35,14 +35,15 @@ from costmodels.io_utils import atomic_write_bytes
 from costmodels.predictors.estimators import ESTIMATORS, TARGETS, Comparison, CostPredictor, Domain, Predictors
 from costmodels.problems.workloads import Workload
 from costmodels.timeloop.spec import ArchSpec
-from costmodels.user_files import MAX_FILE_BYTES, InputFileError, read_user_bytes
+from costmodels.user_files import InputFileError, read_user_bytes
 
 FORMAT = "haloc-costmodels-predictor"
 FORMAT_VERSION = 1
 METADATA = "metadata.json"
 # Beyond skops' defaults (scikit-learn estimators, numpy arrays), the only type our estimators need.
 TRUSTED_TYPES = ("sklearn.tree._tree.Tree",)
-MAX_MEMBER_BYTES = 4 * MAX_FILE_BYTES   # unpacked; a zip bomb stops here
+MAX_PREDICTOR_BYTES = 256 * 1024 ** 2   # a forest fitted on many workloads runs to tens of MB
+MAX_MEMBER_BYTES = 2 * MAX_PREDICTOR_BYTES   # unpacked; a zip bomb stops here
 
 
 class PredictorFileError(CostModelError):
@@ -95,9 +96,9 @@ def save_predictors(path: str | Path, predictors: Predictors, provenance: dict[s
 
 def _open_archive(path: Path) -> zipfile.ZipFile:
     """The zip archive at ``path``, read whole through the bounded reader (a regular file of at most
-    ``MAX_FILE_BYTES``)."""
+    ``MAX_PREDICTOR_BYTES``)."""
     try:
-        data = read_user_bytes(path, MAX_FILE_BYTES)
+        data = read_user_bytes(path, MAX_PREDICTOR_BYTES)
     except InputFileError as exc:
         raise PredictorFileError(str(exc)) from None
     try:
