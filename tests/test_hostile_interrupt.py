@@ -1,6 +1,6 @@
 """Ctrl-C and kill -9 during a real sweep (issue 13): Ctrl-C (SIGINT to the whole process group, as a
-terminal sends it) prints one line and exits 130 within two seconds, every time, with no worker traceback
-and no hang; after kill -9 of the main process no worker outlives it."""
+terminal sends it, sometimes twice) prints one line and exits 130 within two seconds, every time, with no
+worker traceback and no hang; after kill -9 of the main process no worker outlives it."""
 
 from __future__ import annotations
 
@@ -59,6 +59,12 @@ def test_ctrl_c_exits_130_with_one_line_every_time(tmp_path):
         assert len(_children(proc.pid)) >= 2
         start = time.monotonic()
         os.killpg(proc.pid, signal.SIGINT)
+        if trial % 2:   # an impatient second Ctrl-C while the first is being handled
+            time.sleep(0.01 * trial)
+            try:
+                os.killpg(proc.pid, signal.SIGINT)
+            except ProcessLookupError:
+                pass
         try:
             _, err = proc.communicate(timeout=10)
         except subprocess.TimeoutExpired:

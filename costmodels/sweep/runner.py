@@ -210,7 +210,8 @@ def _drain(queue: deque, spec: ArchSpec, backend: Any, workers: int, window: int
                 return suspects
         return []
     except BaseException:
-        _kill_workers(pool)
+        with _sigint_blocked():   # a second Ctrl-C waits until every worker is killed
+            _kill_workers(pool)
         raise
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
@@ -267,13 +268,24 @@ def _sigint_blocked() -> Iterator[None]:
         signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
-def _kill_workers(pool: ProcessPoolExecutor) -> None:
-    """The executor has no public way to stop its workers before Python 3.14 (``kill_workers``)."""
-    for process in list((getattr(pool, "_processes", None) or {}).values()):
+def _kill_workers(pool: ProcessPoolExecutor, timeout_s: float = 2.0) -> None:
+    """Kill the workers and wait until they are gone (without reaping them: that is the executor's), so
+    the executor sees a broken pool, not workers to send stop requests to. The executor has no public
+    way to do this before Python 3.14 (``kill_workers``)."""
+    from multiprocessing.connection import wait as wait_for
+
+    processes = list((getattr(pool, "_processes", None) or {}).values())
+    sentinels = []
+    for process in processes:
         try:
             process.kill()
+            sentinels.append(process.sentinel)
         except (OSError, ValueError):   # already gone
             pass
+    deadline = time.monotonic() + timeout_s
+    while sentinels and time.monotonic() < deadline:
+        ready = wait_for(sentinels, timeout=max(0.0, deadline - time.monotonic()))
+        sentinels = [s for s in sentinels if s not in ready]
 
 
 def _outcome(future: Any) -> tuple[dict[str, Any] | None, str | None] | None:
