@@ -20,7 +20,6 @@ from costmodels.io_utils import atomic_write_text, output_folder
 from costmodels.problems.candidates import Form, LayerCandidates, Tucker2Candidate
 from costmodels.problems.workloads import NetworkWorkloads, subconv_workloads
 from costmodels.sweep.records import WorkloadCost, WorkloadFailure
-from costmodels.timeloop.spec import ArchSpec
 from costmodels.version import __version__
 
 if TYPE_CHECKING:
