@@ -27,7 +27,6 @@ from pathlib import Path
 
 import torch
 
-from haloc_core.cost import Objective
 from haloc_core.pipeline import ModelSource, Progress, SearchRequest, compress_and_finetune, make_strategy, prepare
 from haloc_core.pipeline import run_search
 from haloc_core.report import markdown_table

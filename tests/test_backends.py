@@ -534,3 +534,15 @@ def test_runner_drives_each_pytimeloop_api(installed, shape, spec, tmp_path, mon
     expected = read_timeloop_output(REFERENCE / "runs" / SMALL, spec, w, backend="timeloop",
                                     backend_version=backend.version)
     assert ev == expected
+
+
+def test_relative_timeloop_bin_is_resolved(tmp_path, monkeypatch):
+    # the tool runs from a private temporary folder, where a relative path would name nothing
+    (tmp_path / "bin").mkdir()
+    tool = tmp_path / "bin" / "timeloop-model"
+    tool.write_text("#!/bin/sh\nexit 0\n")
+    tool.chmod(0o755)
+    monkeypatch.chdir(tmp_path)
+    tools, why = find_timeloop("bin", "timeloop-model")
+    assert tools is not None, why
+    assert tools.command[0] == str(tool)

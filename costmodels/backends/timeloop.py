@@ -120,7 +120,7 @@ def find_timeloop(timeloop_bin: str | os.PathLike | None = None, tool: str = "ti
     if bin_dir is not None:
         if engine == "pytimeloop":
             return None, "--timeloop-bin names executables; the pytimeloop engine takes none"
-        path = Path(bin_dir) / tool
+        path = Path(bin_dir).resolve() / tool    # the tool runs from a private folder: no relative paths
         if not path.is_file() or not os.access(path, os.X_OK):
             where = "--timeloop-bin" if timeloop_bin is not None else ENV_BIN
             return None, f"{tool} not found (or not executable) in {bin_dir} ({where})"

@@ -32,6 +32,7 @@ from costmodels.cli.sweep_args import (
     cache_from_args,
     report_failures,
 )
+from costmodels.io_utils import atomic_write_text, check_output_file, check_output_folder, output_folder
 
 if TYPE_CHECKING:
     from costmodels.problems.candidates import LayerCandidates
@@ -162,6 +163,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
     unique = network_workloads(layers).unique
     name = "+".join(n for n, _ in networks)
     out = args.out or Path("predictors") / f"{name}-{spec.name}"
+    check_output_folder(out)
     with _Evaluator(args, spec) as evaluate:
         start = time.perf_counter()
         if args.active:
@@ -206,7 +208,6 @@ def cmd_fit(args: argparse.Namespace) -> int:
                   "active": args.active, "trained_on": len(costs), "unique_workloads": len(unique),
                   "backend": evaluate.backend.name, "backend_version": evaluate.backend.version,
                   "accuracy": summary, "accuracy_rows": [_row_dict(r) for r in rows]}
-    predictor_path = save_predictors(out / "predictor.zip", predictors, provenance)
     report = [f"# Predictors for {name} on {spec.name} (spec {spec.content_hash})", "",
               f"Trained on {len(costs)} of {len(unique)} unique workloads ({len(costs) / len(unique):.1%}); "
               f"estimators: cycles {predictors.cycles.estimator_}, energy {predictors.energy.estimator_}.", ""]
@@ -214,12 +215,15 @@ def cmd_fit(args: argparse.Namespace) -> int:
         report += ["## Accuracy", "", accuracy_table(rows), ""]
     if comparisons:
         report += ["## Estimator comparison", "", comparisons, ""]
-    (out / "accuracy.md").write_text("\n".join(report))
-    (out / "accuracy.json").write_text(json.dumps({"provenance": provenance,
-                                                   "comparison": {t: [c.__dict__ for c in predictors[t].comparison_]
-                                                                  for t in ("cycles", "energy")}}, indent=1) + "\n")
-    if panels:
-        plot_predicted_vs_evaluated(panels, out / "accuracy.png")
+    with output_folder(out) as staging:   # the predictor and its accuracy files: all or none
+        save_predictors(staging / "predictor.zip", predictors, provenance)
+        atomic_write_text(staging / "accuracy.md", "\n".join(report))
+        atomic_write_text(staging / "accuracy.json", json.dumps(
+            {"provenance": provenance, "comparison": {t: [c.__dict__ for c in predictors[t].comparison_]
+                                                      for t in ("cycles", "energy")}}, indent=1) + "\n")
+        if panels:
+            plot_predicted_vs_evaluated(panels, staging / "accuracy.png")
+    predictor_path = out / "predictor.zip"
     print("\n".join(report))
     print(f"evaluated {len(costs)} workloads in {evaluate_s:.1f} s, fitted in {fit_s:.1f} s")
     print(f"wrote {predictor_path}, {out / 'accuracy.md'}, {out / 'accuracy.json'}"
@@ -246,6 +250,8 @@ def cmd_lut(args: argparse.Namespace) -> int:
     spec = load_spec(args.arch)
     (name, layers), = _networks(args, ())
     unique = network_workloads(layers).unique
+    path = args.out or Path("luts") / f"{name}-{spec.name}" / f"lut-{args.source}.{args.format}"
+    check_output_file(path)
     predictor_text, accuracy = "", ""
     with _Evaluator(args, spec) as evaluate:
         if args.source == "evaluate":
@@ -275,7 +281,6 @@ def cmd_lut(args: argparse.Namespace) -> int:
     header = provenance(table.lut, args.source, predictor=predictor_text, accuracy=accuracy,
                         evaluated=len(_successes(evaluated)), predicted=len(predicted),
                         extra={"rank_grid": _grid_text(args)})
-    path = args.out or Path("luts") / f"{name}-{spec.name}" / f"lut-{args.source}.{args.format}"
     export_lut(table, header, path, args.format)
     print(f"{name} on {spec.name}: {len(table.lut.rows)} LUT rows "
           f"({table.sources.count('evaluated')} evaluated, {table.sources.count('predicted')} predicted)")

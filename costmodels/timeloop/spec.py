@@ -208,8 +208,8 @@ class _SpecReader:
                                               f"folder {self.folder}")
         resolved = (self.folder / relative).resolve()
         if not resolved.is_relative_to(self.folder):
-            raise SpecError(str(path), field, f"'{relative}' leads outside the spec folder {self.folder}; "
-                                              "allowed: a path inside it")
+            raise SpecError(str(path), field, f"'{relative}' ({self.folder / relative}) resolves to {resolved}, "
+                                              f"outside the spec folder {self.folder}; allowed: a path inside it")
         if not resolved.exists():
             raise SpecError(str(path), field, f"file not found: {resolved}")
         return resolved
