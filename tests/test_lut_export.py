@@ -111,7 +111,7 @@ def test_loads_the_plain_build_csv(eyeriss, network, tmp_path):
     path = tmp_path / "build.csv"
     path.write_text(lut_csv(lut))
     loaded = load_lut(path)
-    assert loaded.provenance == {} and len(loaded.entries) == len(lut.rows)
+    assert loaded.provenance == {"network": "resnet20", "arch": "eyeriss"} and len(loaded.entries) == len(lut.rows)
     assert {e.source for e in loaded.entries} == {"evaluated"}
 
 

@@ -57,7 +57,7 @@ def test_a_plain_build_csv_gives_the_same_space_with_its_clock_recovered(lut, sp
     assert loaded.clock_hz == lut.clock_hz
     assert [(layer.layer, layer.ranks, layer.cycles) for layer in loaded.layers] == \
         [(layer.layer, layer.ranks, layer.cycles) for layer in space.layers]
-    assert loaded.fixed_cycles == space.fixed_cycles and loaded.target == "unknown"
+    assert loaded.fixed_cycles == space.fixed_cycles and loaded.target == space.target == "eyeriss"
 
 
 def test_searched_layers_can_be_chosen_and_the_others_count_as_fixed(lut, space):

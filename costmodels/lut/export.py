@@ -205,9 +205,15 @@ def _read_csv(path: Path, text: str) -> tuple[dict[str, Any], list[dict[str, Any
         missing = [c for c in required if c not in (reader.fieldnames or ())]
         if missing:
             raise LUTFileError(f"{path}: missing column(s) {', '.join(missing)}")
-        return header, list(reader)
+        rows = list(reader)
     except csv.Error as exc:
         raise LUTFileError(f"{path}: not a readable CSV: line {reader.line_num}: {exc}") from None
+    # a `costmodel build` CSV has no header: its network and target are in every row
+    for column in ("network", "arch"):
+        values = {row.get(column) for row in rows} - {None, ""}
+        if column not in header and len(values) == 1:
+            header[column] = values.pop()
+    return header, rows
 
 
 def _entry(path: Path, index: int, record: Any, measured: bool = False) -> LUTEntry:
