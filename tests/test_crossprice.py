@@ -9,7 +9,7 @@ import pytest
 from costmodels.cli.main import main
 from costmodels.errors import CostModelError
 from costmodels.lut.export import LoadedLUT, LUTEntry
-from costmodels.lut.pricing import price_ranks, read_ranks
+from costmodels.lut.pricing import price_ranks, read_choice
 
 
 def _lut(scale):
@@ -36,7 +36,7 @@ def test_read_ranks_refuses_malformed(tmp_path, ranks, problem):
     path = tmp_path / "r.json"
     path.write_text(json.dumps({"ranks": ranks}))
     with pytest.raises(CostModelError, match=problem):
-        read_ranks(path)
+        read_choice(path)
 
 
 def test_crossprice_table_marks_each_columns_best(tmp_path, capsys):
@@ -45,11 +45,21 @@ def test_crossprice_table_marks_each_columns_best(tmp_path, capsys):
     small = tmp_path / "small.json"
     small.write_text(json.dumps({"ranks": {"layer3.0.conv2": [16, 16]}}))
     big = tmp_path / "big.json"
-    big.write_text(json.dumps({"ranks": {"layer3.0.conv2": [64, 64]}}))
+    big.write_text(json.dumps({"ranks": {"layer3.0.conv2": [64, 64]}, "accuracy": {"after_finetune": 0.97}}))
     capsys.readouterr()
     lut = str(tmp_path / "lut.csv")
     assert main(["crossprice", "--lut", lut, "--target", "eyeriss", "--choice", str(small), str(big),
                  "--label", "small", "big", "--out", str(tmp_path / "t.md")]) == 0
     table = (tmp_path / "t.md").read_text()
     assert "| small | **" in table and "| big | " in table and "(+" in table
+    assert "test accuracy" in table and "| 0.9700 |" in table and table.count("| - |") == 1
     assert main(["crossprice", "--lut", lut, "--target", "a", "b", "--choice", str(small), "--label", "s"]) == 2
+
+
+def test_read_choice_takes_the_reported_accuracy(tmp_path):
+    path = tmp_path / "report.json"
+    path.write_text(json.dumps({"ranks": {"a": None}, "accuracy": {"after_finetune": 0.5}}))
+    assert read_choice(path).accuracy == 0.5 and read_choice(path).ranks == {"a": None}
+    path.write_text(json.dumps({"ranks": {}, "accuracy": {"after_finetune": 7}}))
+    with pytest.raises(CostModelError, match="accuracy.after_finetune"):
+        read_choice(path)

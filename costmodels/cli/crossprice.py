@@ -10,14 +10,18 @@ from typing import Any
 from costmodels.errors import CostModelError
 
 
-def crossprice_markdown(targets: list[str], labels: list[str], cycles: list[list[int]]) -> str:
-    lines = ["| ranks chosen for \\ priced on | " + " | ".join(targets) + " |",
-             "|---|" + "---:|" * len(targets)]
-    for label, row in zip(labels, cycles):
+def crossprice_markdown(targets: list[str], labels: list[str], cycles: list[list[int]],
+                        accuracies: list[float | None]) -> str:
+    with_accuracy = any(a is not None for a in accuracies)
+    lines = ["| ranks chosen for \\ priced on | " + " | ".join(targets) + (" | test accuracy |" if with_accuracy else " |"),
+             "|---|" + "---:|" * (len(targets) + with_accuracy)]
+    for label, row, accuracy in zip(labels, cycles, accuracies):
         cells = []
         for j, value in enumerate(row):
             best = min(r[j] for r in cycles)
             cells.append(f"**{value:,}**" if value == best else f"{value:,} (+{value / best - 1:.1%})")
+        if with_accuracy:
+            cells.append("-" if accuracy is None else f"{accuracy:.4f}")
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -25,15 +29,15 @@ def crossprice_markdown(targets: list[str], labels: list[str], cycles: list[list
 def cmd_crossprice(args: argparse.Namespace) -> int:
     from costmodels.io_utils import atomic_write_text
     from costmodels.lut.export import load_lut
-    from costmodels.lut.pricing import price_ranks, read_ranks
+    from costmodels.lut.pricing import price_ranks, read_choice
 
     if len(args.lut) != len(args.target) or len(args.choice) != len(args.label):
         raise CostModelError("give one --target per --lut and one --label per --choice")
     luts = [load_lut(path) for path in args.lut]
-    choices = [read_ranks(path) for path in args.choice]
-    cycles = [[price_ranks(lut, ranks, str(path)).cycles for lut in luts]
-              for ranks, path in zip(choices, args.choice)]
-    table = crossprice_markdown(args.target, args.label, cycles)
+    choices = [read_choice(path) for path in args.choice]
+    cycles = [[price_ranks(lut, choice.ranks, str(path)).cycles for lut in luts]
+              for choice, path in zip(choices, args.choice)]
+    table = crossprice_markdown(args.target, args.label, cycles, [c.accuracy for c in choices])
     print(table, end="")
     if args.out:
         atomic_write_text(args.out, table)

@@ -42,8 +42,17 @@ def price_ranks(lut: LoadedLUT, ranks: Ranks, source: str = "ranks") -> ChoiceCo
                       sum(e.energy_pj for e in entries))
 
 
-def read_ranks(path: str | Path) -> Ranks:
-    """The ``ranks`` object of a JSON file ({layer: [r1, r2] or null}), as `costmodel search` writes it."""
+@dataclass(frozen=True)
+class RankChoice:
+    """A rank choice read from a file, with the test accuracy its search reported (None if it has none)."""
+
+    ranks: Ranks
+    accuracy: float | None
+
+
+def read_choice(path: str | Path) -> RankChoice:
+    """The ``ranks`` object of a JSON file ({layer: [r1, r2] or null}) and ``accuracy.after_finetune`` where
+    present, as `costmodel search` writes them in ``report.json``."""
     try:
         document: Any = json.loads(read_user_text(path))
     except json.JSONDecodeError as exc:
@@ -61,4 +70,8 @@ def read_ranks(path: str | Path) -> Ranks:
         else:
             raise CostModelError(f"{path}: field 'ranks.{layer}': {str(value)[:40]!s} is not [r1, r2] (positive "
                                  f"integers) or null")
-    return parsed
+    accuracy = document.get("accuracy")
+    after = accuracy.get("after_finetune") if isinstance(accuracy, dict) else None
+    if after is not None and (not isinstance(after, (int, float)) or isinstance(after, bool) or not 0 <= after <= 1):
+        raise CostModelError(f"{path}: field 'accuracy.after_finetune': {str(after)[:40]} is not a number in [0, 1]")
+    return RankChoice(parsed, None if after is None else float(after))
