@@ -39,21 +39,29 @@ def test_read_ranks_refuses_malformed(tmp_path, ranks, problem):
         read_choice(path)
 
 
-def test_crossprice_table_marks_each_columns_best(tmp_path, capsys):
+def test_crossprice_table_marks_each_columns_best_and_over_budget(tmp_path, capsys):
+    from costmodels.lut.export import load_lut
+
     assert main(["build", "--arch", "eyeriss", "--model", "resnet20", "--no-cache", "--jobs", "1",
                  "--out", str(tmp_path)]) == 0
     small = tmp_path / "small.json"
     small.write_text(json.dumps({"ranks": {"layer3.0.conv2": [16, 16]}}))
     big = tmp_path / "big.json"
     big.write_text(json.dumps({"ranks": {"layer3.0.conv2": [64, 64]}, "accuracy": {"after_finetune": 0.97}}))
+    lut = load_lut(tmp_path / "lut.csv")
+    original = price_ranks(lut, {}).cycles
+    shares = [price_ranks(lut, {"layer3.0.conv2": (r, r)}).cycles / original for r in (16, 64)]
+    assert shares[0] < shares[1]
     capsys.readouterr()
-    lut = str(tmp_path / "lut.csv")
-    assert main(["crossprice", "--lut", lut, "--target", "eyeriss", "--choice", str(small), str(big),
-                 "--label", "small", "big", "--out", str(tmp_path / "t.md")]) == 0
-    table = (tmp_path / "t.md").read_text()
-    assert "| small | **" in table and "| big | " in table and "(+" in table
-    assert "test accuracy" in table and "| 0.9700 |" in table and table.count("| - |") == 1
-    assert main(["crossprice", "--lut", lut, "--target", "a", "b", "--choice", str(small), "--label", "s"]) == 2
+    assert main(["crossprice", "--lut", str(tmp_path / "lut.csv"), "--target", "eyeriss", "--choice", str(small),
+                 str(big), "--label", "small", "big", "--budget", f"{sum(shares) / 2:.6f}",
+                 "--out", str(tmp_path / "t.md")]) == 0
+    rows = {line.split(" | ")[0][2:]: line for line in (tmp_path / "t.md").read_text().splitlines()[2:]}
+    assert rows["small"].startswith("| small | **") and "over budget" not in rows["small"]
+    assert "over budget" in rows["big"] and f"({shares[1]:.3f})" in rows["big"]
+    assert rows["big"].endswith("| 0.9700 |") and rows["small"].endswith("| - |")
+    assert main(["crossprice", "--lut", str(tmp_path / "lut.csv"), "--target", "a", "b", "--choice", str(small),
+                 "--label", "s"]) == 2
 
 
 def test_read_choice_takes_the_reported_accuracy(tmp_path):

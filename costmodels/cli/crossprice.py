@@ -1,5 +1,6 @@
 """`costmodel crossprice`: rank choices made for several targets, each priced on every target's LUT, so a
-table shows whether the choice made for a target is the fastest there (the diagonal)."""
+table shows whether the choice made for a target is the one that suits it (the diagonal): the fastest
+there, or the only one within that target's budget."""
 
 from __future__ import annotations
 
@@ -7,19 +8,25 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from costmodels.cli.args import fraction
 from costmodels.errors import CostModelError
 
 
-def crossprice_markdown(targets: list[str], labels: list[str], cycles: list[list[int]],
-                        accuracies: list[float | None]) -> str:
+def crossprice_markdown(targets: list[str], labels: list[str], cycles: list[list[int]], originals: list[int],
+                        accuracies: list[float | None], budget: float | None) -> str:
+    """Cycles of each choice (row) on each target (column), as a share of that target's original network;
+    the fastest choice of each column in bold, a share above ``budget`` marked."""
     with_accuracy = any(a is not None for a in accuracies)
     lines = ["| ranks chosen for \\ priced on | " + " | ".join(targets) + (" | test accuracy |" if with_accuracy else " |"),
              "|---|" + "---:|" * (len(targets) + with_accuracy)]
     for label, row, accuracy in zip(labels, cycles, accuracies):
         cells = []
         for j, value in enumerate(row):
-            best = min(r[j] for r in cycles)
-            cells.append(f"**{value:,}**" if value == best else f"{value:,} (+{value / best - 1:.1%})")
+            share = value / originals[j]
+            text = f"{value:,} ({share:.3f})"
+            if budget is not None and share > budget + 1e-12:
+                text += " over budget"
+            cells.append(f"**{text}**" if value == min(r[j] for r in cycles) else text)
         if with_accuracy:
             cells.append("-" if accuracy is None else f"{accuracy:.4f}")
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
@@ -37,7 +44,8 @@ def cmd_crossprice(args: argparse.Namespace) -> int:
     choices = [read_choice(path) for path in args.choice]
     cycles = [[price_ranks(lut, choice.ranks, str(path)).cycles for lut in luts]
               for choice, path in zip(choices, args.choice)]
-    table = crossprice_markdown(args.target, args.label, cycles, [c.accuracy for c in choices])
+    originals = [price_ranks(lut, {}).cycles for lut in luts]
+    table = crossprice_markdown(args.target, args.label, cycles, originals, [c.accuracy for c in choices], args.budget)
     print(table, end="")
     if args.out:
         atomic_write_text(args.out, table)
@@ -52,5 +60,6 @@ def add_crossprice_parser(sub: Any) -> None:
     p.add_argument("--choice", type=Path, nargs="+", required=True,
                    help="JSON files with a 'ranks' object (report.json of `costmodel search`)")
     p.add_argument("--label", nargs="+", required=True, help="a name for each --choice, in order")
+    p.add_argument("--budget", type=fraction, help="mark choices above this share of a target's original latency")
     p.add_argument("--out", type=Path, help="also write the table here (Markdown)")
     p.set_defaults(func=cmd_crossprice)
