@@ -27,13 +27,23 @@ from pathlib import Path
 
 import torch
 
-from haloc_core.pipeline import ModelSource, Progress, SearchRequest, compress_and_finetune, make_strategy, prepare
-from haloc_core.pipeline import run_search
+from haloc_core.pipeline import (
+    ModelSource,
+    Progress,
+    SearchRequest,
+    compress_and_finetune,
+    make_strategy,
+    prepare,
+    run_search,
+)
 from haloc_core.report import markdown_table
 from haloc_core.strategies.haloc import HalocConfig
 
 METHODS = ("haloc", "haloc-lambda0", "haloc-eq7", "uniform", "vbmf", "error", "anneal", "random")
-VARIANTS = {"haloc-lambda0": replace(HalocConfig(), lambda_=0.0), "haloc-eq7": replace(HalocConfig(), hinge=False)}
+
+
+def variants(base: HalocConfig) -> dict[str, HalocConfig]:
+    return {"haloc": base, "haloc-lambda0": replace(base, lambda_=0.0), "haloc-eq7": replace(base, hinge=False)}
 COLUMNS = ("seed", "budget", "method", "cost_ratio", "budget_met", "accuracy_before_finetune",
            "accuracy_after_finetune", "ranks", "search_s")
 
@@ -53,15 +63,17 @@ def run_demo(folder: Path) -> dict[str, float]:
             "uniform_accuracy": report["methods"][1]["accuracy_after_finetune"]}
 
 
-def run_comparison(seeds: list[int], budgets: list[float], cache: Path) -> list[dict[str, object]]:
+def run_comparison(seeds: list[int], budgets: list[float], cache: Path,
+                   haloc: HalocConfig = HalocConfig()) -> list[dict[str, object]]:
     rows = []
+    configs = variants(haloc)
     for seed in seeds:
         for budget in budgets:
             request = SearchRequest(target="eyeriss", model=ModelSource(zoo="digits-cnn"), data="digits",
                                     budget=str(budget), out=cache / "unused", seed=seed, model_cache=cache)
             prepared = prepare(request, _quiet())
             for method in METHODS:
-                strategy = make_strategy(method.split("-")[0], request, _quiet(), VARIANTS.get(method))
+                strategy = make_strategy(method.split("-")[0], request, _quiet(), configs.get(method))
                 choice = strategy.search(prepared.network, prepared.space, prepared.cost,
                                          prepared.dataset.search_data, prepared.eps, seed)
                 result, _, _ = compress_and_finetune(prepared, choice, request.finetune, seed)
@@ -106,7 +118,10 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=1, help="torch threads (tiny convs gain nothing from more)")
     parser.add_argument("--out", type=Path, default=Path("results/search"))
     parser.add_argument("--skip-demo", action="store_true")
+    parser.add_argument("--steps", type=int, default=HalocConfig().steps,
+                        help="HALOC search steps (a fifth of them weight-only warm-up); fewer for a quick check")
     args = parser.parse_args()
+    haloc = replace(HalocConfig(), steps=args.steps, warmup_steps=args.steps // 5)
     torch.set_num_threads(args.threads)
     seeds = list(range(args.seeds))
     with tempfile.TemporaryDirectory() as scratch:
@@ -115,7 +130,7 @@ def main() -> int:
             print(f"demo (train, price, HALOC + uniform, fine-tune, report): {demo['wall_s']:.1f} s, load average "
                   f"{demo['load_before']:.1f} -> {demo['load_after']:.1f}", flush=True)
         start = time.perf_counter()
-        rows = run_comparison(seeds, args.budgets, Path(scratch))
+        rows = run_comparison(seeds, args.budgets, Path(scratch), haloc)
         comparison_s = time.perf_counter() - start
     args.out.mkdir(parents=True, exist_ok=True)
     with open(args.out / "digits_comparison.csv", "w", newline="") as handle:
@@ -126,7 +141,7 @@ def main() -> int:
               f"Command: `{' '.join(['.venv/bin/python', *sys.argv])}`; torch threads {args.threads}; "
               f"comparison wall time {comparison_s:.0f} s on {os.cpu_count()} cores, load average "
               f"{os.getloadavg()[0]:.1f} at the end (the machine was shared).\n",
-              f"HALOC defaults: {HalocConfig().as_dict()}; the fixed fine-tune: 2 epochs, SGD Nesterov lr 0.01.\n"]
+              f"HALOC settings: {haloc.as_dict()}; the fixed fine-tune: 2 epochs, SGD Nesterov lr 0.01.\n"]
     if demo:
         header.append(f"Demo (train, price, HALOC + uniform at budget 0.3, fine-tune, report; no model cache): "
                       f"{demo['wall_s']:.1f} s, load average {demo['load_before']:.1f} before / "

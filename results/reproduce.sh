@@ -69,7 +69,7 @@ specificity)
 search)
     say "search comparison (methods x budgets x seeds)"
     if [ "${REDUCED:-0}" = 1 ]; then
-        "$PY" benchmarks/search_digits.py --seeds 1 --budgets 0.3 --skip-demo --out "$OUT/search"
+        "$PY" benchmarks/search_digits.py --seeds 1 --budgets 0.3 --skip-demo --steps 10 --out "$OUT/search"
     else
         "$PY" benchmarks/search_digits.py --out "$OUT/search"
     fi ;;
