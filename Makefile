@@ -29,9 +29,9 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/search_bench.py
 	$(BIN)/python benchmarks/targets_bench.py
 
-# Reproductions of the paper's hardware findings (see results/README.md).
+# Reproductions of the paper's hardware findings, from scratch (see results/README.md).
 results: $(STAMP)
-	$(BIN)/costmodel heatmap --arch eyeriss --model resnet18 --layer layer3.0.conv2 --step 8 --out results/figure2
+	PATH="$(abspath $(BIN)):$$PATH" bash results/reproduce.sh
 
 clean:
 	rm -rf $(VENV) build *.egg-info
