@@ -167,6 +167,17 @@ def test_cli_fit_on_a_device_reports_noise_and_refuses_other_devices(tmp_path, s
         load_predictors(path, load_spec("eyeriss"))
 
 
+@pytest.mark.parametrize("argv,message", [
+    (["fit", "--backend", "torch", "--arch", "eyeriss"], "drop --arch"),
+    (["lut", "--backend", "torch", "--arch", "eyeriss"], "drop --arch"),
+    (["fit"], "--arch is required"),
+    (["lut", "--source", "predict"], "--arch is required"),
+])
+def test_cli_target_flags(argv, message, capsys):
+    assert main([*argv, "--model", "resnet20", "--no-cache"]) == 2
+    assert message in capsys.readouterr().err
+
+
 def test_a_spec_predictor_is_refused_for_a_device(tmp_path, cpu):
     eyeriss = load_spec("eyeriss")
     layers = network_candidates(zoo_layers("resnet20"), RankGrid(step=64, narrow_steps=((64, 32),)))

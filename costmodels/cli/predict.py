@@ -4,7 +4,8 @@
 - ``add_fit_parser(subparsers)``: ``costmodel fit`` evaluates a space-filling sample (or an active
   one) of a network's unique workloads, fits cycles and energy predictors, checks them on the
   rest and, with ``--test-model``, on networks it never saw; writes the predictor file, the
-  accuracy tables and a predicted-vs-evaluated plot.
+  accuracy tables and a predicted-vs-evaluated plot. On a measured device (``--backend torch``,
+  no ``--arch``) it fits latency only and times a sample again to report the repeat noise.
 - ``add_lut_parser(subparsers)``: ``costmodel lut`` writes the LUT with provenance, evaluated or
   predicted, as CSV or JSON.
 """

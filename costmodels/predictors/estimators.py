@@ -12,6 +12,10 @@ extrapolates badly, so there it falls back to the roofline (``Domain``).
 
 A candidate's cost is the sum of its sub-convolutions' costs (times their repeat count), as
 ``costmodels.build`` sums evaluated ones.
+
+A measured device (``DeviceTarget``) has no spec: its features are the workload's shape and its
+"roofline" a nominal estimate (``device_features``), and only cycles (its measured latency in ns)
+are predicted, since energy is not measured.
 """
 
 from __future__ import annotations
