@@ -20,7 +20,7 @@ from costmodels.predictors.device_features import BLOCK_WIDTHS, DeviceFeatureSet
 from costmodels.predictors.estimators import CostPredictor, PredictorError, fit_predictors, target_features
 from costmodels.predictors.features import FeatureSet
 from costmodels.predictors.persistence import PredictorFileError, load_predictors, read_metadata, save_predictors
-from costmodels.predictors.sampling import space_filling
+from costmodels.predictors.sampling import active_sampling, space_filling
 from costmodels.problems.candidates import RankGrid, network_candidates
 from costmodels.problems.workloads import Workload, network_workloads
 from costmodels.sweep.records import WorkloadCost
@@ -118,6 +118,20 @@ def test_space_filling_spreads_over_device_features(cpu, resnet20):
     layers, unique = resnet20
     sample = space_filling(layers, 0.3, cpu)
     assert len(sample.chosen) >= math.ceil(0.3 * len(unique)) and len(sample.chosen) + len(sample.rest) == len(unique)
+
+
+def test_active_sampling_on_a_device(cpu, resnet20):
+    layers, unique = resnet20
+    costs = fake_costs(unique)
+    asked = []
+
+    def evaluate(workloads):
+        asked.extend(w.key for w in workloads)
+        return {w.key: costs[w.key] for w in workloads}
+    result = active_sampling(layers, cpu, evaluate, start=0.2, budget=0.4, batch=0.05, target_mape=0.01,
+                             estimator="rf")
+    assert len(asked) == len(set(asked)) == len(result.costs) <= int(0.4 * len(unique))
+    assert result.rounds and all(set(r.batch_mape) == {"cycles"} for r in result.rounds)
 
 
 # --- repeat noise --------------------------------------------------------------------------------------
