@@ -26,6 +26,8 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/run.py
 	$(BIN)/python benchmarks/predictor_bench.py
 	$(BIN)/python benchmarks/measured_bench.py
+	$(BIN)/python benchmarks/search_bench.py
+	$(BIN)/python benchmarks/targets_bench.py
 
 # Reproductions of the paper's hardware findings (see results/README.md).
 results: $(STAMP)

@@ -16,6 +16,10 @@ from costmodels.version import __version__
 _PUBLIC = {
     # errors
     "CostModelError": "costmodels.errors", "MappingError": "costmodels.errors", "SpecError": "costmodels.errors",
+    "UnknownNameError": "costmodels.errors",
+    # reading user files and writing outputs
+    "read_user_bytes": "costmodels.user_files",
+    "atomic_write_bytes": "costmodels.io_utils", "atomic_write_text": "costmodels.io_utils",
     # network: conv layers of a model
     "ConvLayer": "costmodels.network.layers",
     "available_models": "costmodels.network.zoo", "zoo_layers": "costmodels.network.zoo",

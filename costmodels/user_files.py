@@ -16,6 +16,8 @@ from costmodels.errors import CostModelError
 MAX_FILE_BYTES = 16 * 1024 * 1024
 MAX_YAML_DEPTH = 64
 _MAX_MESSAGE = 300
+# libyaml's parser when PyYAML has it (ten times faster on a spec's energy table); same safe constructor
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 class InputFileError(CostModelError):
@@ -67,11 +69,12 @@ def read_user_text(path: str | Path, max_bytes: int = MAX_FILE_BYTES) -> str:
 
 
 def parse_yaml(text: str, source: str) -> Any:
-    """``yaml.safe_load`` of ``text`` after a scan of its events: aliases (the billion-laughs expansion) and
-    nesting deeper than ``MAX_YAML_DEPTH`` are refused before any document is built."""
+    """``yaml.safe_load`` of ``text`` (libyaml's parser when available) after a scan of its events: aliases
+    (the billion-laughs expansion) and nesting deeper than ``MAX_YAML_DEPTH`` are refused before any
+    document is built."""
     depth = 0
     try:
-        for event in yaml.parse(text, Loader=yaml.SafeLoader):
+        for event in yaml.parse(text, Loader=_LOADER):
             if isinstance(event, yaml.AliasEvent):
                 raise InputFileError(source, f"YAML alias '*{_short(str(event.anchor))}' is not allowed "
                                              "(aliases and anchors are refused: write the values out)")
@@ -81,7 +84,7 @@ def parse_yaml(text: str, source: str) -> Any:
                     raise InputFileError(source, f"YAML nested deeper than {MAX_YAML_DEPTH} levels")
             elif isinstance(event, yaml.CollectionEndEvent):
                 depth -= 1
-        return yaml.safe_load(text)
+        return yaml.load(text, Loader=_LOADER)
     except yaml.YAMLError as exc:
         raise InputFileError(source, f"not valid YAML: {_short(' '.join(str(exc).split()))}") from None
     except RecursionError:

@@ -1,5 +1,6 @@
 import pytest
 
+from costmodels.errors import UnknownNameError
 from costmodels.network.layers import ConvLayer
 from costmodels.problems.candidates import Form, RankGrid, Tucker2Candidate, candidates_for, network_candidates
 
@@ -79,7 +80,7 @@ def test_grouped_layers_and_first_layer_are_kept():
 
 
 def test_unknown_excluded_layer_is_an_error():
-    with pytest.raises(ValueError, match="nope"):
+    with pytest.raises(UnknownNameError, match="unknown layer .--exclude. .nope.; available: "):
         network_candidates([conv(64, 64)], RankGrid(exclude=("nope",)))
 
 

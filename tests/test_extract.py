@@ -188,7 +188,7 @@ def test_onnx_padding_forms(tmp_path: Path, attrs: dict, padding: tuple[int, int
 
 def test_onnx_missing_file(tmp_path: Path) -> None:
     path = tmp_path / "absent.onnx"
-    with pytest.raises(CostModelError, match=f"{path}: no such ONNX file"):
+    with pytest.raises(CostModelError, match=f"{path}: no such file"):
         layers_from_onnx(path)
 
 

@@ -15,7 +15,6 @@ import torch
 from costmodels.backends import BACKEND_NAMES, Backend, BackendError, BackendUnavailable, get_backend
 from costmodels.backends import torch_timing
 from costmodels.backends.torch_timing import (
-    DeviceTarget,
     MeasuredEvaluation,
     TimingSettings,
     TorchTimingBackend,

@@ -122,3 +122,94 @@ def test_unreadable_yaml_is_reported(spec_copy):
     (spec_copy / "mapper" / "mapper.yaml").write_text("mapper: [unclosed")
     with pytest.raises(SpecError, match="mapper.yaml.*not valid YAML"):
         load_spec(spec_copy)
+
+
+# --- every number of every spec file is checked; unmodelled features are refused -------------------------
+PE_IFMAP = ("architecture", "subtree", 0, "subtree", 0, "subtree", 0, "local", 0, "attributes")
+PE_IFMAP_FIELD = "architecture.subtree[0].subtree[0].subtree[0].local[0].attributes"
+
+
+@pytest.mark.parametrize("file,change,field,value", [
+    ("target.yaml", lambda d: d["target"].update(clock_hz=float("nan")), "target.clock_hz", "nan"),
+    ("target.yaml", lambda d: d["target"].update(clock_hz=float("inf")), "target.clock_hz", "inf"),
+    ("target.yaml", lambda d: d["target"].update(clock_hz="fast"), "target.clock_hz", "'fast'"),
+    ("target.yaml", lambda d: d["target"].update(clock_hz=True), "target.clock_hz", "True"),
+    ("arch/eyeriss_like.yaml", lambda d: _set(d, GLB, "read_bandwidth", float("nan")),
+     "architecture.subtree[0].subtree[0].local[0].attributes.read_bandwidth", "nan"),
+    ("arch/eyeriss_like.yaml", lambda d: _set(d, GLB, "write_bandwidth", 0),
+     "architecture.subtree[0].subtree[0].local[0].attributes.write_bandwidth", "0"),
+    ("arch/eyeriss_like.yaml", lambda d: _set(d, PE_IFMAP, "meshX", 14.5), f"{PE_IFMAP_FIELD}.meshX", "14.5"),
+    ("arch/eyeriss_like.yaml", lambda d: _set(d, PE_IFMAP, "meshX", "abc"), f"{PE_IFMAP_FIELD}.meshX", "'abc'"),
+    ("arch/eyeriss_like.yaml", lambda d: _set(d, PE_IFMAP, "block-size", 0), f"{PE_IFMAP_FIELD}.block-size", "0"),
+    ("arch/eyeriss_like.yaml", lambda d: _set(d, PE_IFMAP, "word-bits", -16), f"{PE_IFMAP_FIELD}.word-bits", "-16"),
+    ("arch/eyeriss_like.yaml", lambda d: _set(d, PE_IFMAP, "memory_depth", float("inf")),
+     f"{PE_IFMAP_FIELD}.memory_depth", "inf"),
+    ("ERT.yaml", lambda d: d["ERT"]["tables"][0]["actions"][0].update(energy=float("nan")),
+     "ERT.tables[0].actions[0].energy", "nan"),
+    ("ERT.yaml", lambda d: d["ERT"]["tables"][0]["actions"][0].update(energy=-1.0),
+     "ERT.tables[0].actions[0].energy", "-1.0"),
+    ("constraints/eyeriss_like_arch_constraints.yaml",
+     lambda d: d["architecture_constraints"]["targets"][5].update(split=1.5),
+     "architecture_constraints.targets[5].split", "1.5"),
+    ("arch/eyeriss_like.yaml", lambda d: _set(d, GLB, "n_banks", 3.5),
+     "architecture.subtree[0].subtree[0].local[0].attributes.n_banks", "3.5"),
+    ("arch/eyeriss_like.yaml", lambda d: d["architecture"]["subtree"][0].update(attributes={"datawidth": "wide"}),
+     "architecture.subtree[0].attributes.datawidth", "'wide'"),
+    ("mapper/mapper.yaml", lambda d: d["mapper"].update(timeout=float("nan")), "mapper.timeout", "nan"),
+    ("mapper/mapper.yaml", lambda d: d["mapper"].update({"victory-condition": -1}), "mapper.victory-condition", "-1"),
+])
+def test_numbers_are_finite_and_in_range(spec_copy, file, change, field, value):
+    edit(spec_copy / file, change)
+    with pytest.raises(SpecError) as info:
+        load_spec(spec_copy)
+    assert info.value.file.endswith(file) and info.value.field == field
+    assert info.value.problem.startswith(f"{value} is not allowed; allowed: ")
+
+
+@pytest.mark.parametrize("file,change,field", [
+    ("arch/eyeriss_like.yaml", lambda d: _set(d, GLB, "multiple-buffering", 2),
+     "architecture.subtree[0].subtree[0].local[0].attributes.multiple-buffering"),
+    ("arch/eyeriss_like.yaml", lambda d: _set(d, GLB, "shared_bandwidth", 8),
+     "architecture.subtree[0].subtree[0].local[0].attributes.shared_bandwidth"),
+    ("arch/eyeriss_like.yaml", lambda d: d["architecture"]["subtree"][0]["local"][0].update(network="noc"),
+     "architecture.subtree[0].local[0].network"),
+    ("constraints/eyeriss_like_arch_constraints.yaml",
+     lambda d: d["architecture_constraints"]["targets"][0].update(type="utilization"),
+     "architecture_constraints.targets[0].type"),
+    ("constraints/eyeriss_like_arch_constraints.yaml",
+     lambda d: d["architecture_constraints"]["targets"][5].update(no_multicast_no_reduction=True),
+     "architecture_constraints.targets[5].no_multicast_no_reduction"),
+])
+def test_unmodelled_features_are_refused_by_name(spec_copy, file, change, field):
+    edit(spec_copy / file, change)
+    with pytest.raises(SpecError, match="not modelled") as info:
+        load_spec(spec_copy)
+    assert info.value.field == field
+
+
+def test_folder_without_target_yaml_is_reported_as_the_missing_file(spec_copy):
+    (spec_copy / "target.yaml").unlink()
+    with pytest.raises(SpecError) as info:
+        load_spec(spec_copy)
+    assert info.value.file == str(spec_copy / "target.yaml") and "missing" in info.value.problem
+
+
+@pytest.mark.parametrize("path", ["/etc/passwd", "../../outside.yaml", "arch/../../ERT.yaml"])
+def test_spec_files_must_stay_inside_the_folder(spec_copy, path):
+    (spec_copy.parent / "outside.yaml").write_text("ERT: {tables: []}")
+    edit(spec_copy / "target.yaml", lambda d: d["target"]["files"].update(energy=path))
+    with pytest.raises(SpecError) as info:
+        load_spec(spec_copy)
+    assert info.value.field == "target.files.energy"
+    assert "absolute" in info.value.problem or "outside the spec folder" in info.value.problem
+
+
+def test_dram_without_read_write_energy_is_refused(spec_copy):
+    # Timeloop's built-in estimate that the model reproduces covers SRAM-like levels, not DRAM.
+    def access_only(document):
+        for table in document["ERT"]["tables"]:
+            if table["name"].endswith("DRAM"):
+                table["actions"] = [{"name": "access", "energy": 1.0}]
+    edit(spec_copy / "ERT.yaml", access_only)
+    with pytest.raises(SpecError, match="lacks action 'read'"):
+        load_spec(spec_copy)

@@ -31,10 +31,11 @@ from costmodels.network.zoo import (
 #   mobilenetv2: stem + block 1 (dw, project) + 16 blocks x 3 (expand, dw, project) + last 1x1 = 52
 #   resnet20: stem + 3 stages x 3 blocks x 2 convs + 2 option-B downsamples (layer2, layer3) = 21
 #   vgg16: 2 + 2 + 3 + 3 + 3                                                       = 13
-LAYER_COUNTS = {"resnet18": 20, "mobilenetv2": 52, "resnet20": 21, "vgg16": 13}
-DOWNSAMPLES = {"resnet18": 3, "mobilenetv2": 0, "resnet20": 2, "vgg16": 0}
-DEPTHWISE = {"resnet18": 0, "mobilenetv2": 17, "resnet20": 0, "vgg16": 0}
-NUM_CLASSES = {"resnet18": 1000, "mobilenetv2": 1000, "resnet20": 10, "vgg16": 10}
+#   digits-cnn: 2 + 2 + 1                                                           = 5
+LAYER_COUNTS = {"resnet18": 20, "mobilenetv2": 52, "resnet20": 21, "vgg16": 13, "digits-cnn": 5}
+DOWNSAMPLES = {"resnet18": 3, "mobilenetv2": 0, "resnet20": 2, "vgg16": 0, "digits-cnn": 0}
+DEPTHWISE = {"resnet18": 0, "mobilenetv2": 17, "resnet20": 0, "vgg16": 0, "digits-cnn": 0}
+NUM_CLASSES = {"resnet18": 1000, "mobilenetv2": 1000, "resnet20": 10, "vgg16": 10, "digits-cnn": 10}
 
 # HALOC (Xiao et al., AAAI 2023), baseline MACs of the uncompressed ImageNet models.
 PAPER_MACS = {"resnet18": 1819.07e6, "mobilenetv2": 314.19e6}
@@ -84,7 +85,7 @@ def _thop_ops_by_module(model: torch.nn.Module, name: str) -> dict[str, float]:
 
 
 def test_registry() -> None:
-    assert available_models() == ["mobilenetv2", "resnet18", "resnet20", "vgg16"]
+    assert available_models() == ["digits-cnn", "mobilenetv2", "resnet18", "resnet20", "vgg16"]
     assert set(MODELS) == set(available_models())
     assert model_input_shape("resnet18") == model_input_shape("mobilenetv2") == (1, 3, 224, 224)
     assert model_input_shape("resnet20") == model_input_shape("vgg16") == (1, 3, 32, 32)
@@ -97,7 +98,7 @@ def test_layer_counts(name: str) -> None:
     assert len({layer.name for layer in layers}) == len(layers)
     assert sum(".downsample." in layer.name for layer in layers) == DOWNSAMPLES[name]
     assert sum(layer.is_depthwise for layer in layers) == DEPTHWISE[name]
-    assert layers[0].in_channels == 3
+    assert layers[0].in_channels == model_input_shape(name)[1]
 
 
 @pytest.mark.parametrize("name, expected", [
@@ -118,6 +119,7 @@ def test_layer_counts(name: str) -> None:
     ("resnet20", ConvLayer("layer3.0.downsample.0", 32, 64, (1, 1), (2, 2), (0, 0), (1, 1), 1, (16, 16), (8, 8))),
     ("resnet20", ConvLayer("layer3.2.conv2", 64, 64, (3, 3), (1, 1), (1, 1), (1, 1), 1, (8, 8), (8, 8))),
     ("vgg16", ConvLayer("features.7", 64, 128, (3, 3), (1, 1), (1, 1), (1, 1), 1, (16, 16), (16, 16))),
+    ("digits-cnn", ConvLayer("features.14", 64, 128, (3, 3), (1, 1), (1, 1), (1, 1), 1, (2, 2), (2, 2))),
     ("vgg16", ConvLayer("features.40", 512, 512, (3, 3), (1, 1), (1, 1), (1, 1), 1, (2, 2), (2, 2))),
 ])
 def test_exact_shapes(name: str, expected: ConvLayer) -> None:

@@ -8,6 +8,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from costmodels.io_utils import check_output_file
 from costmodels.sweep.cache import EXPORT_FORMATS, ResultsCache
 
 # --- costmodel cache ---------------------------------------------------------------------------------
@@ -29,6 +30,8 @@ def add_cache_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 def cmd_cache(args: argparse.Namespace) -> int:
     cache = ResultsCache(getattr(args, "cache", None))
+    if args.cache_command == "export":
+        check_output_file(args.out)
     with cache:
         if args.cache_command == "info":
             if not cache.path.exists():

@@ -13,6 +13,7 @@ import numpy as np
 from costmodels.cli.args import add_grid_arguments, add_source_arguments, network_layers, positive_int, rank_grid, table
 from costmodels.cli.sweep_args import add_backend_arguments
 from costmodels.errors import UnknownNameError
+from costmodels.io_utils import check_output_folder
 from costmodels.problems.candidates import network_candidates
 from costmodels.problems.workloads import network_workloads
 from costmodels.timeloop.spec import load_spec
@@ -58,6 +59,7 @@ def cmd_build(args: argparse.Namespace) -> int:
     name, layers = network_layers(args)
     workloads = network_workloads(network_candidates(layers, rank_grid(args)))
     out = args.out or Path("luts") / f"{name}-{spec.name}"
+    check_output_folder(out)
     cache = cache_from_args(args)
     with cache or nullcontext(), SweepProgress(f"{name} on {spec.name}") as progress:
         lut = build_lut(name, workloads, spec, backend, cache=cache, jobs=args.jobs, scheduler=args.scheduler,
@@ -68,9 +70,12 @@ def cmd_build(args: argparse.Namespace) -> int:
     original = lut_summary(lut)["original"]
     print(f"{name} on {spec.name} ({backend.name}): {len(workloads.unique)} unique workloads, "
           f"{len(lut.rows)} LUT rows")
-    print(f"original network: {original['cycles']:,} cycles, {original['latency_s'] * 1e3:.3f} ms at "
-          f"{spec.clock_hz / 1e6:g} MHz ({original['images_per_s']:.1f} images/s), "
-          f"{original['energy_pj'] / 1e6:.1f} uJ")
+    if original is None:
+        print("original network: not priced (no original layer could be evaluated)")
+    else:
+        print(f"original network: {original['cycles']:,} cycles, {original['latency_s'] * 1e3:.3f} ms at "
+              f"{spec.clock_hz / 1e6:g} MHz ({original['images_per_s']:.1f} images/s), "
+              f"{original['energy_pj'] / 1e6:.1f} uJ")
     print(f"wrote {csv_path} and {summary_path}")
     return 1 if report_failures(lut.failures, len(workloads.unique)) else 0
 
@@ -102,11 +107,13 @@ def cmd_heatmap(args: argparse.Namespace) -> int:
     by_name = {layer.name: layer for layer in layers}
     if args.layer not in by_name:
         raise UnknownNameError("layer", args.layer, [n for n, l in by_name.items() if l.groups == 1 and l.kernel != (1, 1)])
+    out = args.out or Path("luts") / f"{name}-{spec.name}"
+    check_output_folder(out)
     cache = cache_from_args(args)
     with cache or nullcontext(), SweepProgress(f"{args.layer} on {spec.name}") as progress:
         heatmap = rank_heatmap(by_name[args.layer], spec, args.step, backend, cache, jobs=args.jobs,
                                progress=progress)
-    csv_path, png_path = write_heatmap(heatmap, args.out or Path("luts") / f"{name}-{spec.name}")
+    csv_path, png_path = write_heatmap(heatmap, out)
     ms = heatmap.latency_ms
     print(f"{args.layer} on {spec.name}: {ms.size} rank pairs, latency {float(np.nanmin(ms)):.3f}-"
           f"{float(np.nanmax(ms)):.3f} ms, {len(np.unique(ms[~np.isnan(ms)]))} distinct values; "

@@ -60,7 +60,9 @@ def cmd_candidates(args: argparse.Namespace) -> int:
 
 
 def cmd_workloads(args: argparse.Namespace) -> int:
+    from costmodels.io_utils import check_output_folder
     from costmodels.timeloop.workload_set import write_workload_set
+    check_output_folder(args.out)
     name, layers = network_layers(args)
     workloads = network_workloads(network_candidates(layers, rank_grid(args)))
     index = write_workload_set(name, workloads, args.out)

@@ -34,6 +34,7 @@ from costmodels.cli.sweep_args import (
     report_failures,
     target_from_args,
 )
+from costmodels.io_utils import atomic_write_text, check_output_file, check_output_folder, output_folder
 
 if TYPE_CHECKING:
     from costmodels.problems.candidates import LayerCandidates
@@ -173,6 +174,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
     unique = network_workloads(layers).unique
     name = "+".join(n for n, _ in networks)
     out = args.out or Path("predictors") / f"{name}-{spec.name}"
+    check_output_folder(out)
     with _Evaluator(args, spec, backend) as evaluate:
         start = time.perf_counter()
         if args.active:
@@ -204,9 +206,9 @@ def cmd_fit(args: argparse.Namespace) -> int:
             panels += result.panels
         for test_name, test_layers in tests:
             test_unique = network_workloads(test_layers).unique
-            checked = _successes(evaluate(list(test_unique.values()), f"{test_name} (held out)"))
-            result = assess(f"held-out network {test_name}", [(test_name, test_layers)], checked, test_unique, costs,
-                            predictors)
+            test_checked = _successes(evaluate(list(test_unique.values()), f"{test_name} (held out)"))
+            result = assess(f"held-out network {test_name}", [(test_name, test_layers)], test_checked, test_unique,
+                            costs, predictors)
             rows += result.rows
             panels += result.panels
         noise = None
@@ -224,7 +226,6 @@ def cmd_fit(args: argparse.Namespace) -> int:
                   "backend": evaluate.backend.name, "backend_version": evaluate.backend.version,
                   "accuracy": summary, "accuracy_rows": [_row_dict(r) for r in rows],
                   **({"repeat_noise": noise.__dict__} if noise is not None else {})}
-    predictor_path = save_predictors(out / "predictor.zip", predictors, provenance)
     report = [f"# Predictors for {name} on {spec.name} (spec {spec.content_hash})", "",
               f"Trained on {len(costs)} of {len(unique)} unique workloads ({len(costs) / len(unique):.1%}); "
               f"estimators: {_estimators(predictors)}.", ""]
@@ -234,12 +235,15 @@ def cmd_fit(args: argparse.Namespace) -> int:
         report += ["## Prediction error beside repeat-measurement noise", "", noise_table(noise, rows), ""]
     if comparisons:
         report += ["## Estimator comparison", "", comparisons, ""]
-    (out / "accuracy.md").write_text("\n".join(report))
-    (out / "accuracy.json").write_text(json.dumps({"provenance": provenance,
-                                                   "comparison": {t: [c.__dict__ for c in predictors[t].comparison_]
-                                                                  for t in predictors.targets}}, indent=1) + "\n")
-    if panels:
-        plot_predicted_vs_evaluated(panels, out / "accuracy.png")
+    with output_folder(out) as staging:   # the predictor and its accuracy files: all or none
+        save_predictors(staging / "predictor.zip", predictors, provenance)
+        atomic_write_text(staging / "accuracy.md", "\n".join(report))
+        atomic_write_text(staging / "accuracy.json", json.dumps(
+            {"provenance": provenance, "comparison": {t: [c.__dict__ for c in predictors[t].comparison_]
+                                                      for t in predictors.targets}}, indent=1) + "\n")
+        if panels:
+            plot_predicted_vs_evaluated(panels, staging / "accuracy.png")
+    predictor_path = out / "predictor.zip"
     print("\n".join(report))
     print(f"evaluated {len(costs)} workloads in {evaluate_s:.1f} s, fitted in {fit_s:.1f} s")
     print(f"wrote {predictor_path}, {out / 'accuracy.md'}, {out / 'accuracy.json'}"
@@ -266,6 +270,8 @@ def cmd_lut(args: argparse.Namespace) -> int:
     spec = target_from_args(args, backend)
     (name, layers), = _networks(args, ())
     unique = network_workloads(layers).unique
+    path = args.out or Path("luts") / f"{name}-{spec.name}" / f"lut-{args.source}.{args.format}"
+    check_output_file(path)
     predictor_text, accuracy = "", ""
     with _Evaluator(args, spec, backend) as evaluate:
         if args.source == "evaluate":
@@ -295,7 +301,6 @@ def cmd_lut(args: argparse.Namespace) -> int:
     header = provenance(table.lut, args.source, predictor=predictor_text, accuracy=accuracy,
                         evaluated=len(_successes(evaluated)), predicted=len(predicted),
                         extra={"rank_grid": _grid_text(args)})
-    path = args.out or Path("luts") / f"{name}-{spec.name}" / f"lut-{args.source}.{args.format}"
     export_lut(table, header, path, args.format)
     print(f"{name} on {spec.name}: {len(table.lut.rows)} LUT rows "
           f"({table.sources.count('evaluated')} evaluated, {table.sources.count('predicted')} predicted)")

@@ -27,6 +27,7 @@ from costmodels.network.layers import ConvLayer
 from costmodels.problems.candidates import Form, LayerCandidates, Tucker2Candidate
 
 if TYPE_CHECKING:
+    import torch
     from torch import nn
 
 DEFAULT_SAMPLE = 6

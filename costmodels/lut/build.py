@@ -16,11 +16,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
 from costmodels.backends.torch_timing import DeviceTarget
-from costmodels.io_utils import atomic_write_text
+from costmodels.io_utils import atomic_write_text, output_folder
 from costmodels.problems.candidates import Form, LayerCandidates, Tucker2Candidate
 from costmodels.problems.workloads import NetworkWorkloads, subconv_workloads
 from costmodels.sweep.records import WorkloadCost, WorkloadFailure
-from costmodels.timeloop.spec import ArchSpec
 from costmodels.version import __version__
 
 if TYPE_CHECKING:
@@ -177,9 +176,11 @@ def lut_summary(lut: LUT) -> dict:
         "toolkit_version": __version__, "clock_hz": lut.clock_hz,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "layers": len(originals), "rows": len(lut.rows),
+        # None when no original layer could be evaluated (every workload failed)
         "original": {"cycles": cycles, "latency_s": cycles / lut.clock_hz,
                      "images_per_s": lut.clock_hz / cycles if cycles else None,
-                     "energy_pj": sum(r.energy_pj for r in originals), "macs": sum(r.macs for r in originals)},
+                     "energy_pj": sum(r.energy_pj for r in originals),
+                     "macs": sum(r.macs for r in originals)} if originals else None,
         "fastest_per_layer": {"cycles": sum(r.cycles for r in fastest),
                               "macs": sum(r.macs for r in fastest)},
         "failures": [asdict(f) for f in lut.failures],
@@ -191,10 +192,11 @@ def lut_summary(lut: LUT) -> dict:
 
 
 def write_lut(lut: LUT, out_dir: str | Path, extra: dict | None = None) -> tuple[Path, Path]:
-    """``lut.csv`` and ``summary.json`` (with ``extra`` sections, e.g. a measured LUT's additivity check)."""
+    """``lut.csv`` and ``summary.json`` (with ``extra`` sections, e.g. a measured LUT's additivity check) in
+    ``out_dir``: both or neither."""
     out = Path(out_dir)
-    csv_path, summary_path = out / "lut.csv", out / "summary.json"
-    atomic_write_text(csv_path, lut_csv(lut))
-    atomic_write_text(summary_path, json.dumps({**lut_summary(lut), **(extra or {})}, indent=1) + "\n")
-    return csv_path, summary_path
+    with output_folder(out) as staging:
+        atomic_write_text(staging / "lut.csv", lut_csv(lut))
+        atomic_write_text(staging / "summary.json", json.dumps({**lut_summary(lut), **(extra or {})}, indent=1) + "\n")
+    return out / "lut.csv", out / "summary.json"
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -21,11 +22,12 @@ from typing import Any, Mapping, Sequence
 
 from costmodels.errors import CostModelError
 from costmodels.io_utils import atomic_write_text
-from costmodels.lut.build import (LUT, MAX_SUBCONVS, NOISY_COLUMN, ROW_COLUMNS, assemble_lut, csv_text,
-                                  provenance_lines, row_values)
+from costmodels.lut.build import (LUT, MAX_SUBCONVS, NOISY_COLUMN, ROW_COLUMNS, SUBCONV_COLUMNS, assemble_lut,
+                                  csv_text, provenance_lines, row_values)
 from costmodels.problems.candidates import Form, LayerCandidates
 from costmodels.sweep.records import WorkloadCost, WorkloadFailure
 from costmodels.timeloop.spec import ArchSpec
+from costmodels.user_files import MAX_FILE_BYTES, InputFileError, read_user_text
 from costmodels.version import __version__
 
 LUT_FORMAT = "haloc-costmodels-lut"
@@ -33,6 +35,7 @@ LUT_FORMAT_VERSION = 1
 FORMATS = ("csv", "json")
 SOURCES = ("evaluated", "predicted")
 COLUMNS = (*ROW_COLUMNS, "source")
+MAX_LUT_BYTES = 4 * MAX_FILE_BYTES
 _REQUIRED = ("layer", "form", "r1", "r2", "macs", "params", "cycles", "energy_pj", "latency_s")
 _MEASURED_REQUIRED = tuple(c for c in _REQUIRED if c != "energy_pj")
 
@@ -156,16 +159,16 @@ def load_lut(path: str | Path) -> LoadedLUT:
     """Read a LUT written by ``export_lut`` (CSV or JSON) or ``costmodel build`` (CSV)."""
     path = Path(path)
     try:
-        text = path.read_text()
-    except FileNotFoundError:
-        raise LUTFileError(f"{path}: no such file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise LUTFileError(f"{path}: cannot read: {exc}") from None
+        text = read_user_text(path, MAX_LUT_BYTES)
+    except InputFileError as exc:
+        raise LUTFileError(str(exc)) from None
     if text.lstrip().startswith("{"):
         try:
             document = json.loads(text)
         except json.JSONDecodeError as exc:
             raise LUTFileError(f"{path}: not valid JSON: {exc}") from None
+        except RecursionError:
+            raise LUTFileError(f"{path}: JSON nested too deeply") from None
         if not isinstance(document, dict) or not isinstance(document.get("rows"), list):
             raise LUTFileError(f"{path}: a JSON LUT needs a 'rows' list")
         header = document.get("provenance") or {}
@@ -197,11 +200,14 @@ def _read_csv(path: Path, text: str) -> tuple[dict[str, Any], list[dict[str, Any
             header[key.strip()] = value.strip()
         body += 1
     reader = csv.DictReader(lines[body:])
-    required = _MEASURED_REQUIRED if header.get("measured") == "true" else _REQUIRED
-    missing = [c for c in required if c not in (reader.fieldnames or ())]
-    if missing:
-        raise LUTFileError(f"{path}: missing column(s) {', '.join(missing)}")
-    return header, list(reader)
+    try:
+        required = _MEASURED_REQUIRED if header.get("measured") == "true" else _REQUIRED
+        missing = [c for c in required if c not in (reader.fieldnames or ())]
+        if missing:
+            raise LUTFileError(f"{path}: missing column(s) {', '.join(missing)}")
+        return header, list(reader)
+    except csv.Error as exc:
+        raise LUTFileError(f"{path}: not a readable CSV: line {reader.line_num}: {exc}") from None
 
 
 def _entry(path: Path, index: int, record: Any, measured: bool = False) -> LUTEntry:
@@ -214,6 +220,15 @@ def _entry(path: Path, index: int, record: Any, measured: bool = False) -> LUTEn
     source = record.get("source") or "evaluated"
     if source not in SOURCES:
         raise LUTFileError(f"{path}: row {index}: source '{source}' is not one of {', '.join(SOURCES)}")
+    numbers = [c for c in ("cycles", "energy_pj", "latency_s", *SUBCONV_COLUMNS) if record.get(c) not in (None, "")]
+    for column in numbers:
+        try:
+            finite = math.isfinite(float(record[column])) and float(record[column]) >= 0
+        except (TypeError, ValueError):
+            finite = False
+        if not finite:
+            raise LUTFileError(f"{path}: row {index}: column {column}: {str(record[column])[:40]!r} is not a "
+                               f"finite non-negative number")
     try:
         subs = [(int(float(record[f"sub{i}_cycles"])), _energy(record[f"sub{i}_energy_pj"], measured))
                 for i in range(1, MAX_SUBCONVS + 1) if record.get(f"sub{i}_cycles") not in (None, "")]

@@ -16,7 +16,7 @@ import numpy as np
 
 from costmodels.backends.torch_timing import DeviceTarget
 from costmodels.errors import CostModelError
-from costmodels.io_utils import atomic_write_bytes, atomic_write_text
+from costmodels.io_utils import atomic_write_bytes, atomic_write_text, output_folder
 from costmodels.network.layers import ConvLayer
 from costmodels.problems.candidates import Form, Tucker2Candidate
 from costmodels.problems.workloads import Workload, subconv_workloads
@@ -127,7 +127,8 @@ def _step(values: tuple[int, ...]) -> int:
 def write_heatmap(heatmap: RankHeatmap, out_dir: str | Path) -> tuple[Path, Path]:
     out = Path(out_dir)
     stem = f"{heatmap.layer.name.replace('.', '_')}-{heatmap.arch}"
-    csv_path, png_path = out / f"{stem}.csv", out / f"{stem}.png"
-    atomic_write_text(csv_path, heatmap_csv(heatmap))
-    atomic_write_bytes(png_path, plot_heatmap(heatmap))
-    return csv_path, png_path
+    png = plot_heatmap(heatmap)
+    with output_folder(out) as staging:   # the CSV and the plot: both or neither
+        atomic_write_text(staging / f"{stem}.csv", heatmap_csv(heatmap))
+        atomic_write_bytes(staging / f"{stem}.png", png)
+    return out / f"{stem}.csv", out / f"{stem}.png"

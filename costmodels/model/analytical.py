@@ -12,8 +12,9 @@ How Timeloop counts, and how this module reproduces it in closed form:
   the position it had at the previous visit (per spatial instance). Between visits the tile moves by
   one step of the loop that advanced, minus one step of every inner loop that wrapped around (one
   step, not ``bound - 1``, because of that extrapolation). A move along one data dimension that
-  still overlaps (a sliding window of Inputs) fetches only the new slice, unless the previous move
-  slid along another dimension or the other way: then the whole tile is fetched again.
+  still overlaps (a sliding window of Inputs) fetches only the new slice, unless the tile's previous
+  move had a different translation (a zero one, where the tile stayed, included): then Timeloop
+  discards the residue and the whole tile is fetched again.
   ``_fetches`` sums these deltas with a small dynamic program over the loops above the tile.
 - A spatial fan-out sends equal deltas once (multicast): the number of distinct deltas is the
   number of distinct data-space offsets among the children (``_groups``).
@@ -23,8 +24,8 @@ How Timeloop counts, and how this module reproduces it in closed form:
 - Read-write Outputs: every delivery is an update; reads and fills skip the first, never-written
   value of each element the instance is responsible for (its partition).
 - Energy: per instance, ``ceil(accesses / block size)`` vector accesses per action (reads at the
-  read energy, fills and updates at the write energy), times utilized instances; plus MACs times MAC
-  energy. Cycles: compute cycles (temporal iterations) stretched by the worst read or write
+  read energy, fills and updates at the write energy), times utilized clusters (utilized instances,
+  or fewer where ``cluster-size`` instances share one array); plus MACs times MAC energy. Cycles: compute cycles (temporal iterations) stretched by the worst read or write
   bandwidth shortfall of any level.
 
 Not modelled: Timeloop's inter-PE link transfers (a PE taking a delta from the neighbour that held
@@ -72,6 +73,7 @@ class _Arch:
     write_energy: tuple[float, ...]
     must_keep: tuple[frozenset[str], ...]
     must_bypass: tuple[frozenset[str], ...]
+    clusters: tuple[int, ...]      # instances // cluster size: energy is charged per utilized cluster
     mac_energy: float
     mac_instances: int
 
@@ -100,7 +102,7 @@ def _arch(spec: ArchSpec) -> _Arch:
                  read_bw=tuple(l.read_bandwidth for l in s), write_bw=tuple(l.write_bandwidth for l in s),
                  read_energy=tuple(l.read_energy for l in s), write_energy=tuple(l.write_energy for l in s),
                  must_keep=tuple(l.keep for l in s), must_bypass=tuple(l.bypass for l in s),
-                 mac_energy=spec.compute.mac_energy, mac_instances=spec.compute.instances)
+                 clusters=tuple(l.instances // l.cluster_size for l in s), mac_energy=spec.compute.mac_energy, mac_instances=spec.compute.instances)
     if len(_ARCH_CACHE) > 16:
         _ARCH_CACHE.clear()
     _ARCH_CACHE[id(spec)] = (spec, arch)
@@ -129,6 +131,8 @@ def evaluate(workload: Workload, spec: ArchSpec, mapping: Mapping) -> Evaluation
     capacity, instances = counts.capacity, counts.instances
     for i, name in enumerate(arch.names):
         block, e_read, e_write = arch.blocks[i], arch.read_energy[i], arch.write_energy[i]
+        # Timeloop charges each utilized cluster (instances sharing one array) once per access.
+        charged = min(instances[i], arch.clusters[i])
         spaces = []
         level_energy = 0.0
         for d in range(3):
@@ -137,7 +141,7 @@ def evaluate(workload: Workload, spec: ArchSpec, mapping: Mapping) -> Evaluation
                 at = 3 * i + d
                 reads, fills, updates = counts.reads[at], counts.fills[at], counts.updates[at]
                 energy = (-(-reads // block) * e_read + -(-fills // block) * e_write
-                          + -(-updates // block) * e_write) * instances[i]
+                          + -(-updates // block) * e_write) * charged
                 level_energy += energy
                 spaces.append(DataSpaceStats(DATA_SPACES[d], size, instances[i], reads, fills, updates, energy))
         storage_energy += level_energy
@@ -403,25 +407,24 @@ def _fetches(size: int, box: tuple[int, ...], temporal: list[tuple[int, int, int
     return _input_fetches(size, box, temporal, start, coef)
 
 
-# Delta classes of one move of an Inputs tile.
-_STILL, _WHOLE, _SLIDE = range(3)
-
-
 def _input_fetches(size: int, box: tuple[int, ...], temporal: list[tuple[int, int, int]], start: int,
                    coef: tuple[int, int, int, int]) -> int:
-    """``_fetches`` for Inputs, whose windows can slide: a move by less than the tile's width or
-    height keeps the overlap, as long as it slides the same way as the previous move did."""
+    """``_fetches`` for Inputs, whose windows can slide.
+
+    Timeloop keeps, per tile, the translation of its previous move (none at first). A move with no
+    translation on record, or with the same translation again, fetches the tile minus its overlap with
+    the previous position (a slide along one of width or height keeps the overlap; any other move
+    keeps nothing). A move with a different translation (a zero one included) discards the residue:
+    the whole tile is fetched and the record is cleared."""
     ws, wd, hs, hd = coef
     width = (box[_P] - 1) * ws + (box[_R] - 1) * wd + 1
     height = (box[_Q] - 1) * hs + (box[_S] - 1) * hd + 1
-    # Classify the move made when each loop advances (and every inner one wraps back one step).
     # Coordinates of an Inputs tile: 0 N, 1 C, 2 width, 3 height; M moves none.
     coordinate = (1, -1, 2, 3, 0, 2, 3)
     scale = (1, 0, wd, hd, 1, ws, hs)
     extent = (0, 0, width, height)       # only width and height can partially overlap
     wrap = [0, 0, 0, 0]
-    moves = []          # (bound, class, slice words, slide code)
-    codes = {0}
+    moves: list[tuple[int, tuple[int, ...], int]] = []    # (bound, translation, words fetched after it)
     for k in range(start, len(temporal)):
         j, n, stride = temporal[k]
         move = [-w for w in wrap]
@@ -432,41 +435,36 @@ def _input_fetches(size: int, box: tuple[int, ...], temporal: list[tuple[int, in
             wrap[x] += step
         moved = [y for y in range(4) if move[y]]
         if not moved:
-            moves.append((n, _STILL, 0, 0))
-            continue
-        y = moved[0]
-        t = move[y]
-        if len(moved) == 1 and -extent[y] < t < extent[y]:
-            code = 2 * y - 3 if t > 0 else 2 * y - 2      # 1, 2: width +/-; 3, 4: height +/-
-            codes.add(code)
-            moves.append((n, _SLIDE, abs(t) * (size // extent[y]), code))
+            words = 0
+        elif len(moved) == 1 and abs(move[moved[0]]) < extent[moved[0]]:
+            words = abs(move[moved[0]]) * (size // extent[moved[0]])
         else:
-            moves.append((n, _WHOLE, 0, 0))
-    if len(codes) == 1:
-        # No slide anywhere: every visit fetches nothing or the whole tile.
-        total = 0
-        for n, kind, _, _ in moves:
-            total = n * total + (n - 1) * (size if kind == _WHOLE else 0)
-        return size + total
-    # Dynamic program over the loops, innermost first: for a block of loops entered in slide state
-    # s (0: none, else the direction of the last slide), totals[s] is the weighted sum of the deltas
-    # after the entry visit and leave[s] the slide state at its end. A slide continues only in the
-    # direction of the previous one; any other slide refetches the whole tile.
-    states = sorted(codes)
-    totals = [0] * 5
-    leave = [0, 1, 2, 3, 4]
-    for n, kind, words, code in moves:
+            words = size
+        moves.append((n, tuple(move), words))
+    # Dynamic program over the loops, innermost first (Timeloop runs iteration 0 and iteration 1 of
+    # each loop and scales the second by bound - 1): for a block of loops entered with translation
+    # record r, totals[r] is the weighted sum of the fetches after the entry visit and leave[r] the
+    # record at its end. Records: None (index 0) or one of the moves' translations.
+    records: list[tuple[int, ...] | None] = [None]
+    for _, t, _ in moves:
+        if t not in records:
+            records.append(t)
+    index = {r: i for i, r in enumerate(records)}
+    count = len(records)
+    totals = [0] * count
+    leave = list(range(count))
+    for n, t, words in moves:
         new_totals = totals[:]
         new_leave = leave[:]
-        for s in states:
-            after = leave[s]
-            if kind == _STILL:
-                delta, state = 0, 0
-            elif kind == _WHOLE or (after != 0 and after != code):
-                delta, state = size, 0
+        for r in range(count):
+            after = leave[r]
+            if after == 0:
+                delta, record = words, index[t]
+            elif records[after] == t:
+                delta, record = words, after
             else:
-                delta, state = words, code
-            new_totals[s] = totals[s] + (n - 1) * (delta + totals[state])
-            new_leave[s] = leave[state]
+                delta, record = size, 0
+            new_totals[r] = totals[r] + (n - 1) * (delta + totals[record])
+            new_leave[r] = leave[record]
         totals, leave = new_totals, new_leave
     return size + totals[0]

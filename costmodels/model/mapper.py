@@ -37,6 +37,10 @@ from costmodels.timeloop.mapping import LevelMapping, Mapping
 from costmodels.timeloop.spec import ArchSpec, LoopConstraint
 
 OBJECTIVES = ("delay", "energy", "edp")
+# Largest bound of any workload dimension the mapper takes on. CNN layers stay far below it (channels in
+# the thousands, feature maps in the hundreds); above it the factorizations alone would take minutes
+# and memory, so such a workload is refused before any search.
+MAX_DIMENSION = 65536
 
 _ND = len(DIMENSIONS)
 _DIM = {d: i for i, d in enumerate(DIMENSIONS)}
@@ -53,8 +57,12 @@ _PADDABLE = (_C, _M, _P, _Q)   # zero channels or discarded output pixels; R/S/N
 _PRICED = 4
 # Partial temporal factorizations are checked against the buffers once they exceed this many rows.
 _CHECK_ROWS = 4096
-# Free loop orders are chosen on this many of the best-estimated candidates.
-_ORDER_ROWS = 256
+# The best candidates by the quick estimate that get the full estimate (and on which free loop
+# orders are chosen).
+_SHORTLIST = 512
+# Keep choices whose shortlist's best is within this factor of the best one (in every metric) get
+# their free loop orders searched; the others are too far behind to win.
+_DESCENT_MARGIN = 1.1
 
 
 @dataclass(frozen=True)
@@ -83,6 +91,10 @@ def find_mapping(workload: Workload, spec: ArchSpec, objective: tuple[str, ...] 
     when that wins; the result's ``workload`` then shows the padded bounds.
     Raises ``MappingError`` with the reason when no legal mapping exists.
     """
+    for name, bound in {**workload.bounds, **workload.coefficients}.items():
+        if bound > MAX_DIMENSION:
+            raise MappingError(f"workload {workload.name}: field '{name}' is {bound}; allowed: 1..{MAX_DIMENSION} "
+                               f"(the mapper's limit per dimension)")
     metrics = tuple(objective) if objective is not None else tuple(spec.metrics)
     unknown = [m for m in metrics if m not in OBJECTIVES]
     if not metrics or unknown:
@@ -112,6 +124,7 @@ class _Level:
     spatial_prefix: tuple[int, ...]
     split: int | None
     keep_options: tuple[frozenset[str], ...]
+    clusters: int                         # instances // cluster size: energy is charged per cluster
 
     @property
     def spatial(self) -> bool:
@@ -171,7 +184,7 @@ def _levels(workload: Workload, spec: ArchSpec) -> tuple[_Level, ...]:
         levels.append(_Level(storage.name, fanout, storage.size_words, storage.block_size, storage.read_energy,
                              storage.write_energy, storage.read_bandwidth, storage.write_bandwidth,
                              fixed["temporal"], fixed["spatial"], prefixes["temporal"], prefixes["spatial"],
-                             split, keep_options))
+                             split, keep_options, storage.instances // storage.cluster_size))
     return tuple(levels)
 
 
@@ -325,9 +338,11 @@ class _Estimator:
         self.steps = {_P: workload.Wstride, _R: workload.Wdilation, _Q: workload.Hstride, _S: workload.Hdilation}
         self.partner = {_P: _R, _R: _P, _Q: _S, _S: _Q}
 
-    def __call__(self, nest: _Nest, t: _Table, s: _Table, n: int) -> tuple[np.ndarray, np.ndarray]:
+    def __call__(self, nest: _Nest, t: _Table, s: _Table, n: int, walk: bool = True
+                 ) -> tuple[np.ndarray, np.ndarray]:
         """(cycles, energy in pJ) estimates of ``n`` candidates with temporal factors ``t`` and spatial
-        factors (X times Y) ``s``."""
+        factors (X times Y) ``s``. Without ``walk``, inputs that two loops move along one axis get the
+        closed-form count too (quicker, not exact)."""
         n_levels = len(self.levels)
         tiles: _Table = []          # extent of each level's tile, per dimension
         below: _Table = []          # extent covered below each level's spatial loops
@@ -358,7 +373,7 @@ class _Estimator:
                     changes, visits, sliding = self._refetches(space, k, nest, t, tiles, above)
                     if space != "Inputs":
                         fetched = words * changes
-                    elif self._slides_twice(k, nest, t):
+                    elif walk and self._slides_twice(k, nest, t):
                         fetched = self._input_walk(k, nest, t, tiles, words, n)
                     else:
                         fetched = words * sliding
@@ -373,8 +388,9 @@ class _Estimator:
         cycles = compute + zero
         for i, level in enumerate(self.levels):
             rounded = [[np.rint(zero + c) for c in counts[i][x]] for x in range(len(DATA_SPACES))]
+            charged = np.minimum(instances[i], level.clusters)
             for reads, fills, updates in rounded:
-                energy = energy + instances[i] * (np.ceil(reads / level.block) * level.read_energy
+                energy = energy + charged * (np.ceil(reads / level.block) * level.read_energy
                                                   + np.ceil(fills / level.block) * level.write_energy
                                                   + np.ceil(updates / level.block) * level.write_energy)
             if level.read_bandwidth is None and level.write_bandwidth is None:
@@ -418,6 +434,11 @@ class _Estimator:
             count = count * distinct[inverse.reshape(-1)]
         return count
 
+    def walks(self, nest: _Nest, t: _Table) -> bool:
+        """Whether the estimate needs ``_input_walk`` (else ``walk=False`` changes nothing)."""
+        keepers = [i for i in range(len(self.levels)) if "Inputs" in nest.keep[i]]
+        return any(self._slides_twice(k, nest, t) for k in keepers[:-1])
+
     def _slides_twice(self, level: int, nest: _Nest, t: _Table) -> bool:
         """Whether two loops above ``level`` can move an input tile along the same axis (P and R, or
         Q and S, or one of them split over levels). Only then can a move past the innermost relevant
@@ -431,8 +452,9 @@ class _Estimator:
 
     def _input_walk(self, level: int, nest: _Nest, t: _Table, tiles: _Table, size: _Factor, n: int) -> np.ndarray:
         """Words one instance of ``level`` fetches of its input tile, by the model's delta walk: each
-        loop's move is its step minus one step of every inner loop that wraps; a move along one axis
-        that still overlaps fetches the new slice, and keeps doing so only in the same direction."""
+        loop's move is its step minus one step of every inner loop that wraps; the tile keeps the
+        translation of its last move on record, and a move with another translation than the record
+        fetches the whole tile and clears it (see analytical._input_fetches)."""
         ws, wd, hs, hd = (self.workload.Wstride, self.workload.Wdilation, self.workload.Hstride,
                           self.workload.Hdilation)
         extent = tiles[level]
@@ -444,14 +466,13 @@ class _Estimator:
         scale = {_N: 1, _C: 1, _P: ws, _R: wd, _Q: hs, _S: hd, _M: 0}
         zero = np.zeros(n)
         wraps = [zero] * 4
-        moves = []          # per loop: bound, present, no move, slides, slide code, words of the slice
-        codes = {0}
+        moves = []          # per loop: bound, present, translation, words fetched after the move
         for j in range(level + 1, len(self.levels)):
             for d in nest.orders[j]:
                 bound = t[j][d]
                 if isinstance(bound, float) and bound == 1.0:
                     continue
-                present = zero + (bound > 1)
+                present = zero + (bound > 1) > 0
                 step = tiles[j][d] / bound * scale[d]
                 move = [(step if a == axis_of[d] else 0.0) - wraps[a] for a in range(4)]
                 if axis_of[d] is not None:
@@ -459,28 +480,34 @@ class _Estimator:
                 moved = sum((m != 0).astype(np.int64) for m in move)
                 along_w = (moved == 1) & (move[2] != 0) & (np.abs(move[2]) < width)
                 along_h = (moved == 1) & (move[3] != 0) & (np.abs(move[3]) < height)
-                code = np.where(along_w, np.where(move[2] > 0, 1, 2),
-                                np.where(along_h, np.where(move[3] > 0, 3, 4), 0))
-                words = np.where(along_w, np.abs(move[2]) * size / width,
-                                 np.abs(move[3]) * size / height)
-                codes.update(np.unique(code).tolist())
-                moves.append((bound, present > 0, moved == 0, along_w | along_h, code, words))
-        # Dynamic program over the loops, innermost first, per slide state s (0: none, else the
-        # direction of the last slide): the fetches after the entry visit of the loops walked so far,
-        # and the state they leave behind. A slide continues only in the direction of the previous one.
-        states = np.array(sorted(codes))
-        total = [zero] * len(states)
-        leave = [np.full(n, state) for state in states]
-        for bound, present, still, slides, code, words in moves:
-            position = np.searchsorted(states, code)
-            new_total, new_leave = [], []
-            for i in range(len(states)):
-                whole = ~still & (~slides | ((leave[i] != 0) & (leave[i] != code)))
-                delta = np.where(still, 0.0, np.where(whole, size, words))
-                then = np.where(still | whole, 0, position)
-                new_total.append(total[i] + (bound - 1) * (delta + np.choose(then, total)))
-                new_leave.append(np.where(present, np.choose(then, leave), leave[i]))
-            total, leave = new_total, new_leave
+                words = np.where(moved == 0, 0.0, np.where(along_w, np.abs(move[2]) * size / width,
+                                                           np.where(along_h, np.abs(move[3]) * size / height, size)))
+                moves.append((bound, present, [zero + m for m in move], words))
+        # The record is a state: 0 for none, else the (1-based) index of the first present move with
+        # the same translation. Dynamic program over the loops, innermost first, per entry state: the
+        # fetches after the entry visit of the loops walked so far, and the state they leave behind.
+        count = len(moves) + 1
+        # Translations compared through one number each: integer coordinates packed in a float. (The
+        # estimate only ranks; an unlikely collision of two large translations would misrank, not
+        # mislead the model.)
+        packed = [((move[0] * 65599.0 + move[1]) * 65599.0 + move[2]) * 65599.0 + move[3]
+                  for _, _, move, _ in moves]
+        canonical = []
+        for m in range(len(moves)):
+            first = np.full(n, m + 1)
+            for l in range(m - 1, -1, -1):
+                first = np.where(moves[l][1] & (packed[l] == packed[m]), l + 1, first)
+            canonical.append(first)
+        total = np.zeros((count, n))
+        leave = np.tile(np.arange(count)[:, None], (1, n))
+        rows = np.arange(n)
+        for (bound, present, _, words), record in zip(moves, canonical):
+            after = leave
+            clear, same = after == 0, after == record
+            delta = np.where(clear | same, words, size)
+            then = np.where(clear, record, np.where(same, after, 0))
+            total = total + (bound - 1) * (delta + total[then, rows])
+            leave = np.where(present, leave[then, rows], leave)
         return size + total[0]
 
     def _refetches(self, space: str, level: int, nest: _Nest, t: _Table, tiles: _Table, above: list[_Factor]
@@ -507,6 +534,9 @@ class _Estimator:
                     extent = (own - 1) * self.steps[d] + (other - 1) * self.steps[self.partner[d]] + 1
                     shift = tiles[j][d] / bound * self.steps[d]
                     fraction = np.minimum(shift, extent) / extent
+                    # A tile that stayed in place before this slide has a zero translation on record;
+                    # Timeloop then discards the overlap (see analytical._input_fetches).
+                    fraction = np.where(reuse > 1, 1.0, fraction)
                     slide = np.where(innermost, (1 + (bound - 1) * fraction) / bound, slide)
                 searching = searching & (bound == 1)
         changes = above[level] / reuse
@@ -531,6 +561,23 @@ class _Candidate:
     nest: _Nest
     spatial: _Spatial
     temporal: tuple[tuple[int, ...], ...]
+
+
+@dataclass(frozen=True)
+class _Shortlist:
+    """One keep choice's best candidates by the quick estimate, ready for the full one."""
+
+    keep: tuple[frozenset[str], ...]
+    columns: np.ndarray               # temporal factors of every legal candidate (one row each)
+    which: np.ndarray                 # per row, its spatial assignment within the batch
+    rows: np.ndarray                  # the shortlisted rows, best first
+    t: _Table                         # their temporal factors
+    s: _Table                         # their spatial factors
+    orders: tuple[tuple[int, ...], ...]                  # starting loop orders
+    free_levels: list[tuple[int, tuple, tuple]]          # levels whose order is free
+    best: _Key                        # the quick estimate of the best row
+    exact: np.ndarray | None          # the rows' keys where the quick estimate is the full one
+    base: int                         # enumeration number of the first row
 
 
 class _Search:
@@ -573,7 +620,7 @@ class _Search:
         for batch in batches:
             if best is not None and self.workload.macs // batch[0].pes > best[0][0]:
                 break
-            candidates = [c for keep in keeps for c in self._candidates(batch, keep, residual)]
+            candidates = self._batch_candidates(batch, keeps, residual)
             best = self._price(candidates, best)
         if best is None:
             raise MappingError(f"no legal mapping for {self.workload.name} on {self.spec.name}: no factorization "
@@ -615,13 +662,18 @@ class _Search:
         return ", ".join(f"{level.name} {level.size} words" for level in self.levels if level.size is not None)
 
     # --- enumeration ---
-    def _candidates(self, batch: list[_Spatial], keep: tuple[frozenset[str], ...], residual: tuple[int, ...]
-                    ) -> list[_Candidate]:
-        """The best-estimated candidates of spatial assignments with equal compute cycles."""
-        parts = [(k, self._temporal_columns(spatial, keep, residual)) for k, spatial in enumerate(batch)]
+    def _shortlist(self, batch: list[_Spatial], keep: tuple[frozenset[str], ...],
+                   least: tuple[frozenset[str], ...], loosest: list[tuple[int, np.ndarray]]) -> _Shortlist | None:
+        """The legal candidates of spatial assignments with equal compute cycles under one keep choice
+        (from those legal when levels keep only what they must, ``loosest``), cut to the best by the
+        estimate with the closed-form sliding-window count (exact unless two loops above a tile move
+        inputs along one axis) under the starting loop orders."""
+        every_slot = list(range(len(self.slots)))
+        parts = loosest if keep == least else [
+            (k, columns[self._fits(columns, every_slot, self._base(batch[k]), keep)]) for k, columns in loosest]
         parts = [(k, columns) for k, columns in parts if columns.shape[0]]
         if not parts:
-            return []
+            return None
         columns = np.concatenate([columns for _, columns in parts])
         which = np.concatenate([np.full(columns.shape[0], k) for k, columns in parts])
         n = columns.shape[0]
@@ -630,20 +682,66 @@ class _Search:
             t[i][d] = _shared_or_each(columns[:, c])
         s: _Table = [[_shared_or_each(np.array([sp.x[i][d] * sp.y[i][d] for sp in batch])[which])
                       for d in range(_ND)] for i in range(len(self.levels))]
-        nest = _Nest(keep, self._orders(keep, t, s, n))
-        cycles, energy = self.estimate(nest, t, s, n)
+        orders, free_levels = self._start_orders(t)
+        cycles, energy = self.estimate(_Nest(keep, orders), t, s, n, walk=False)
         keys = np.stack(_metric_values(self.metrics, cycles, energy))
-        ranked = np.lexsort(keys[::-1])[:_PRICED]
-        base = self.considered
+        rows = np.lexsort(keys[::-1])[:_SHORTLIST]
+        exact = None if self.estimate.walks(_Nest(keep, orders), t) else keys[:, rows]
+        shortlist = _Shortlist(keep, columns, which, rows, _rows(t, rows), _rows(s, rows), orders, free_levels,
+                               tuple(float(v) for v in keys[:, rows[0]]), exact, self.considered)
         self.considered += n
+        return shortlist
+
+    def _candidates(self, batch: list[_Spatial], shortlist: _Shortlist,
+                    orders: tuple[tuple[int, ...], ...]) -> list[_Candidate]:
+        """The best candidates of a shortlist by the full estimate under the given loop orders."""
+        nest = _Nest(shortlist.keep, orders)
+        rows = shortlist.rows
+        if orders == shortlist.orders and shortlist.exact is not None:
+            keys = shortlist.exact
+        else:
+            cycles, energy = self.estimate(nest, shortlist.t, shortlist.s, len(rows))
+            keys = np.stack(_metric_values(self.metrics, cycles, energy))
+        order = np.lexsort(keys[::-1])[:_PRICED]
+        keys, ranked = keys[:, order], rows[order]
         candidates = []
-        for r in ranked:
+        for k, r in enumerate(ranked):
             temporal = [[level.temporal_fixed[d] or 1 for d in range(_ND)] for level in self.levels]
             for c, (i, d) in enumerate(self.slots):
-                temporal[i][d] = int(columns[r, c])
-            candidates.append(_Candidate(tuple(float(v) for v in keys[:, r]), base + int(r), nest, batch[which[r]],
-                                         tuple(tuple(level) for level in temporal)))
+                temporal[i][d] = int(shortlist.columns[r, c])
+            candidates.append(_Candidate(tuple(float(v) for v in keys[:, k]), shortlist.base + int(r), nest,
+                                         batch[shortlist.which[r]], tuple(tuple(level) for level in temporal)))
         return candidates
+
+    def _batch_candidates(self, batch: list[_Spatial], keeps: list[tuple[frozenset[str], ...]],
+                          residual: tuple[int, ...]) -> list[_Candidate]:
+        """The best candidates of one batch over every keep choice. Free loop orders are searched (by
+        coordinate descent) for the keep choices whose shortlist comes close to the best one; the others,
+        far behind, get the better of their starting orders and the orders found for the close ones."""
+        # Keeping more never frees buffer space: enumerate once under the least every choice keeps.
+        least = tuple(frozenset.intersection(*choices) for choices in zip(*keeps))
+        loosest = [(k, self._temporal_columns(spatial, least, residual)) for k, spatial in enumerate(batch)]
+        loosest = [(k, columns) for k, columns in loosest if columns.shape[0]]
+        shortlists = [sl for keep in keeps if (sl := self._shortlist(batch, keep, least, loosest)) is not None]
+        if not shortlists:
+            return []
+        lead = min(sl.best for sl in shortlists)
+        close = [all(v <= w * _DESCENT_MARGIN for v, w in zip(sl.best, lead)) for sl in shortlists]
+        chosen: dict[int, tuple[tuple[int, ...], ...]] = {}
+        for k, sl in enumerate(shortlists):
+            if close[k]:
+                chosen[k] = self._orders(sl.keep, sl.orders, sl.free_levels, sl.t, sl.s, len(sl.rows))
+        found = list(dict.fromkeys(chosen.values()))
+        for k, sl in enumerate(shortlists):
+            if not close[k]:
+                trials = list(dict.fromkeys([sl.orders, *found])) if sl.free_levels else [sl.orders]
+                chosen[k] = min(trials, key=lambda trial: self._best_key(sl, trial))
+        return [c for k, sl in enumerate(shortlists) for c in self._candidates(batch, sl, chosen[k])]
+
+    def _best_key(self, shortlist: _Shortlist, orders: tuple[tuple[int, ...], ...]) -> _Key:
+        cycles, energy = self.estimate(_Nest(shortlist.keep, orders), shortlist.t, shortlist.s, len(shortlist.rows))
+        keys = np.stack(_metric_values(self.metrics, cycles, energy))
+        return tuple(float(v) for v in keys[:, np.lexsort(keys[::-1])[0]])
 
     def _temporal_columns(self, spatial: _Spatial, keep: tuple[frozenset[str], ...], residual: tuple[int, ...]
                           ) -> np.ndarray:
@@ -662,8 +760,7 @@ class _Search:
                 splits.append((options, positions))
         # Fewest choices first keeps the partial products small while the buffers prune them.
         splits.sort(key=lambda split: split[0].shape[0])
-        fixed = [[level.temporal_fixed[d] or 1 for d in range(_ND)] for level in self.levels]
-        base = np.cumprod(np.array(fixed) * np.array(spatial_factors), axis=0)
+        base = self._base(spatial)
         columns = np.ones((1, 0), dtype=np.int64)
         placed: list[int] = []
         for step, (options, positions) in enumerate(splits):
@@ -677,6 +774,12 @@ class _Search:
                 if columns.shape[0] == 0:
                     return np.zeros((0, len(self.slots)), dtype=np.int64)
         return columns[:, np.argsort(placed)]
+
+    def _base(self, spatial: _Spatial) -> np.ndarray:
+        """Per level and dimension, the tile extent with every free temporal factor at 1."""
+        spatial_factors = [[x * y for x, y in zip(xs, ys)] for xs, ys in zip(spatial.x, spatial.y)]
+        fixed = [[level.temporal_fixed[d] or 1 for d in range(_ND)] for level in self.levels]
+        return np.cumprod(np.array(fixed) * np.array(spatial_factors), axis=0)
 
     def _fits(self, columns: np.ndarray, placed: list[int], base: np.ndarray, keep: tuple[frozenset[str], ...]
               ) -> np.ndarray:
@@ -693,9 +796,9 @@ class _Search:
             fits &= sum(_footprint(space, extent, self.workload) for space in keep[i]) <= level.size
         return fits
 
-    def _orders(self, keep: tuple[frozenset[str], ...], t: _Table, s: _Table, n: int
-                ) -> tuple[tuple[int, ...], ...]:
-        """Loop order per level: the constraint's, completed; free orders by coordinate descent."""
+    def _start_orders(self, t: _Table) -> tuple[tuple[tuple[int, ...], ...], list[tuple[int, tuple, tuple]]]:
+        """Loop order per level: the constraint's, completed with the loops that move, then unit loops;
+        and the levels whose order is free to choose (level, fixed prefix, moving loops)."""
         orders = []
         free_levels = []
         for i, level in enumerate(self.levels):
@@ -707,20 +810,24 @@ class _Search:
             # The innermost level's order cannot change any access count, as in Timeloop.
             if i > 0 and len(moving) > 1:
                 free_levels.append((i, prefix, moving))
+        return tuple(orders), free_levels
+
+    def _orders(self, keep: tuple[frozenset[str], ...], current: tuple[tuple[int, ...], ...],
+                free_levels: list[tuple[int, tuple, tuple]], t: _Table, s: _Table, n: int
+                ) -> tuple[tuple[int, ...], ...]:
+        """Free loop orders by coordinate descent on the estimate of the given candidates."""
         if not free_levels:
-            return tuple(orders)
-        current = tuple(orders)
-        # The orders matter for the candidates that can win: descend on the best rows under the
-        # starting orders rather than on all of them.
-        cycles, energy = self.estimate(_Nest(keep, current), t, s, n)
-        rows = np.lexsort(np.stack(_metric_values(self.metrics, cycles, energy))[::-1])[:_ORDER_ROWS]
-        t_rows = [[f[rows] if isinstance(f, np.ndarray) else f for f in level] for level in t]
-        s_rows = [[f[rows] if isinstance(f, np.ndarray) else f for f in level] for level in s]
+            return current
+
+        scores: dict[tuple[tuple[int, ...], ...], _Key] = {}
 
         def score(trial: tuple[tuple[int, ...], ...]) -> _Key:
-            cycles, energy = self.estimate(_Nest(keep, trial), t_rows, s_rows, len(rows))
-            keys = np.stack(_metric_values(self.metrics, cycles, energy))
-            return tuple(float(v) for v in keys[:, np.lexsort(keys[::-1])[0]])
+            # The last pass of the descent revisits orders already scored.
+            if trial not in scores:
+                cycles, energy = self.estimate(_Nest(keep, trial), t, s, n)
+                keys = np.stack(_metric_values(self.metrics, cycles, energy))
+                scores[trial] = tuple(float(v) for v in keys[:, np.lexsort(keys[::-1])[0]])
+            return scores[trial]
 
         best = score(current)
         changed = True
@@ -769,6 +876,11 @@ class _Search:
                 spatial_order=tuple(DIMENSIONS[d] for d in spatial_order),
                 keep=candidate.nest.keep[i]))
         return Mapping(tuple(levels))
+
+
+def _rows(table: _Table, rows: np.ndarray) -> _Table:
+    """The factors of some candidates only."""
+    return [[f[rows] if isinstance(f, np.ndarray) else f for f in level] for level in table]
 
 
 @lru_cache(maxsize=None)

@@ -12,6 +12,9 @@ from typing import TYPE_CHECKING, Any, cast
 
 from costmodels.errors import CostModelError
 from costmodels.network.layers import ConvLayer
+from costmodels.user_files import read_user_bytes
+
+MAX_ONNX_BYTES = 2 * 1024 ** 3   # protobuf's own limit on one message
 
 if TYPE_CHECKING:
     import onnx
@@ -108,11 +111,10 @@ def layers_from_onnx(path: str | Path) -> list[ConvLayer]:
     import onnx
 
     path = Path(path)
-    if not path.is_file():
-        raise CostModelError(f"{path}: no such ONNX file")
+    data = read_user_bytes(path, MAX_ONNX_BYTES)
     try:
-        # weights are not needed, only their shapes, which the initializers carry without data
-        model = onnx.load(str(path), load_external_data=False)
+        # weights are not needed, only their shapes: external weight files are never opened
+        model = onnx.load_model_from_string(data)
     except Exception as exc:
         raise CostModelError(f"{path}: not an ONNX model ({type(exc).__name__}: {exc})") from exc
     if not model.graph.node:

@@ -39,6 +39,15 @@ class ConvLayer:
                             (self.groups, "groups"), (self.batch, "batch")):
             if value < 1:
                 raise ValueError(f"layer {self.name}: {what} must be >= 1, got {value}")
+        for pair, what, least in ((self.kernel, "kernel", 1), (self.stride, "stride", 1), (self.padding, "padding", 0),
+                                  (self.dilation, "dilation", 1), (self.input_size, "input size", 1)):
+            if min(pair) < least:
+                raise ValueError(f"layer {self.name}: {what} {pair[0]}x{pair[1]} must be >= {least}")
+        if min(self.output_size) < 1:
+            raise ValueError(f"layer {self.name}: output size {self.output_size[0]}x{self.output_size[1]}: the "
+                             f"kernel {self.kernel[0]}x{self.kernel[1]} (dilation {self.dilation[0]}x"
+                             f"{self.dilation[1]}) is larger than the padded input {self.input_size[0]}x"
+                             f"{self.input_size[1]} (padding {self.padding[0]}x{self.padding[1]})")
 
     @classmethod
     def from_input(cls, name: str, in_channels: int, out_channels: int, kernel: int | tuple[int, int],

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import platform
 import warnings
 import zipfile
@@ -27,18 +28,25 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from costmodels.version import __version__
 from costmodels.errors import CostModelError
 from costmodels.predictors.features import FEATURES_VERSION
 from costmodels.io_utils import atomic_write_bytes
 from costmodels.predictors.device_features import DEVICE_FEATURES_VERSION, DeviceFeatureSet
-from costmodels.predictors.estimators import Comparison, CostPredictor, Domain, Predictors, Target, targets_for
+from costmodels.predictors.estimators import (ESTIMATORS, Comparison, CostPredictor, Domain, Predictors, Target,
+                                              targets_for)
+from costmodels.problems.workloads import Workload
+from costmodels.user_files import InputFileError, read_user_bytes
 
 FORMAT = "haloc-costmodels-predictor"
 FORMAT_VERSION = 1
 METADATA = "metadata.json"
 # Beyond skops' defaults (scikit-learn estimators, numpy arrays), the only type our estimators need.
 TRUSTED_TYPES = ("sklearn.tree._tree.Tree",)
+MAX_PREDICTOR_BYTES = 256 * 1024 ** 2   # a forest fitted on many workloads runs to tens of MB
+MAX_MEMBER_BYTES = 2 * MAX_PREDICTOR_BYTES   # unpacked; a zip bomb stops here
 
 
 class PredictorFileError(CostModelError):
@@ -90,25 +98,63 @@ def save_predictors(path: str | Path, predictors: Predictors, provenance: dict[s
     return path
 
 
+def _open_archive(path: Path) -> zipfile.ZipFile:
+    """The zip archive at ``path``, read whole through the bounded reader (a regular file of at most
+    ``MAX_PREDICTOR_BYTES``)."""
+    try:
+        data = read_user_bytes(path, MAX_PREDICTOR_BYTES)
+    except InputFileError as exc:
+        raise PredictorFileError(str(exc)) from None
+    try:
+        return zipfile.ZipFile(io.BytesIO(data))
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, EOFError):
+        raise PredictorFileError(f"{path}: not a predictor file (expected a zip archive with {METADATA}, as "
+                                 f"`costmodel fit` writes)") from None
+
+
+def _member(path: Path, archive: zipfile.ZipFile, name: str) -> bytes:
+    """One member's bytes; a missing, oversized (a zip bomb) or corrupt member is a ``PredictorFileError``."""
+    try:
+        info = archive.getinfo(name)
+    except KeyError:
+        raise PredictorFileError(f"{path}: not a predictor file (no member {name})") from None
+    if info.file_size > MAX_MEMBER_BYTES:
+        raise PredictorFileError(f"{path}: member {name} unpacks to {info.file_size:,} bytes; at most "
+                                 f"{MAX_MEMBER_BYTES:,} are read")
+    try:
+        with archive.open(info) as handle:
+            data = handle.read(MAX_MEMBER_BYTES + 1)
+    except (zipfile.BadZipFile, NotImplementedError, RuntimeError, ValueError, EOFError, OSError) as exc:
+        raise PredictorFileError(f"{path}: member {name} cannot be unpacked: {exc}") from None
+    if len(data) > MAX_MEMBER_BYTES:
+        raise PredictorFileError(f"{path}: member {name} unpacks to more than {MAX_MEMBER_BYTES:,} bytes")
+    return data
+
+
+def _field(path: Path, metadata: dict[str, Any], name: str) -> dict[str, Any]:
+    value = metadata.get(name) or {}
+    if not isinstance(value, dict):
+        raise PredictorFileError(f"{path}: {METADATA}: field '{name}' must be an object, got "
+                                 f"{type(value).__name__}")
+    return value
+
+
 def read_metadata(path: str | Path) -> dict[str, Any]:
     """The metadata of a predictor file, checked for format and version only."""
     path = Path(path)
-    try:
-        with zipfile.ZipFile(path) as archive:
-            metadata = json.loads(archive.read(METADATA))
-    except FileNotFoundError:
-        raise PredictorFileError(f"{path}: no such file") from None
-    except (zipfile.BadZipFile, KeyError, json.JSONDecodeError, UnicodeDecodeError, IsADirectoryError):
-        raise PredictorFileError(f"{path}: not a predictor file (expected a zip archive with {METADATA}, as "
-                                 f"`costmodel fit` writes)") from None
+    with _open_archive(path) as archive:
+        try:
+            metadata = json.loads(_member(path, archive, METADATA))
+        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
+            raise PredictorFileError(f"{path}: not a predictor file ({METADATA} is not JSON)") from None
     if not isinstance(metadata, dict):
         raise PredictorFileError(f"{path}: not a predictor file ({METADATA} is not an object)")
     if metadata.get("format") != FORMAT:
-        raise PredictorFileError(f"{path}: not a predictor file (format {metadata.get('format')!r}, expected "
-                                 f"{FORMAT!r})")
+        raise PredictorFileError(f"{path}: not a predictor file (format {str(metadata.get('format'))[:80]!r}, "
+                                 f"expected {FORMAT!r})")
     version = metadata.get("format_version")
     if not isinstance(version, int) or isinstance(version, bool) or version < 1:
-        raise PredictorFileError(f"{path}: format_version {version!r} is not a positive integer")
+        raise PredictorFileError(f"{path}: format_version {str(version)[:80]!r} is not a positive integer")
     if version > FORMAT_VERSION:
         raise PredictorFileError(f"{path}: predictor format version {version} is newer than this toolkit reads "
                                  f"(up to {FORMAT_VERSION}); upgrade haloc-costmodels or refit with "
@@ -118,12 +164,10 @@ def read_metadata(path: str | Path) -> dict[str, Any]:
 
 def load_predictors(path: str | Path, spec: Target) -> LoadedPredictors:
     """Read a predictor file written by ``save_predictors`` for ``spec``; see the module docstring."""
-    import skops.io
-
     path = Path(path)
     metadata = read_metadata(path)
-    made_for = metadata.get("spec") or {}
-    device = metadata.get("device") or {}
+    made_for = _field(path, metadata, "spec")
+    device = _field(path, metadata, "device")
     probe = CostPredictor(spec)
     if (device or isinstance(probe.features, DeviceFeatureSet)) and made_for.get("hash") != spec.content_hash:
         fitted_on = (f"measured device '{made_for.get('name')}' ({device.get('fingerprint')})" if device
@@ -136,39 +180,78 @@ def load_predictors(path: str | Path, spec: Target) -> LoadedPredictors:
         raise PredictorFileError(f"{path}: fitted for spec '{made_for.get('name')}' (hash {made_for.get('hash')}), "
                                  f"not '{spec.name}' (hash {spec.content_hash}); refit with "
                                  f"`costmodel fit --arch {spec.name}`")
-    features = metadata.get("features") or {}
+    features = _field(path, metadata, "features")
     if features.get("digest") != probe.features.digest:
         raise PredictorFileError(f"{path}: fitted on features version {features.get('version')} "
                                  f"(digest {features.get('digest')}); this toolkit computes version "
                                  f"{_features_version(probe.features)} (digest {probe.features.digest}); refit with "
                                  f"`costmodel fit`")
-    _warn_on_versions(path, metadata.get("versions") or {})
+    _warn_on_versions(path, _field(path, metadata, "versions"))
+    targets = _field(path, metadata, "targets")
     loaded = {}
-    with zipfile.ZipFile(path) as archive:
+    with _open_archive(path) as archive:
         for target in targets_for(spec):
-            info = (metadata.get("targets") or {}).get(target)
-            member = f"{target}.skops"
-            if not isinstance(info, dict) or member not in archive.namelist():
+            info = targets.get(target)
+            if not isinstance(info, dict) or f"{target}.skops" not in archive.namelist():
                 raise PredictorFileError(f"{path}: no {target} predictor in the file")
-            data = archive.read(member)
-            untrusted = skops.io.get_untrusted_types(data=data)
-            foreign = sorted(set(untrusted) - set(TRUSTED_TYPES))
-            if foreign:
-                raise PredictorFileError(f"{path}: {member} needs types outside the trusted list: "
-                                         f"{', '.join(foreign)}; refusing to load it")
-            model = skops.io.loads(data, trusted=list(untrusted))
-            try:
-                domain = Domain(**info["domain"])
-                comparison = tuple(Comparison(**row) for row in info.get("comparison") or ())
-            except (KeyError, TypeError) as exc:
-                raise PredictorFileError(f"{path}: metadata of the {target} predictor is incomplete: {exc}") from None
-            loaded[target] = CostPredictor.from_fitted(spec, target, str(info.get("estimator")), model,
-                                                       int(info.get("n_train") or 0), domain, comparison)
+            loaded[target] = _predictor(path, archive, spec, target, info)
     return LoadedPredictors(Predictors(loaded["cycles"], loaded.get("energy")), metadata)
 
 
 def _features_version(features: Any) -> int:
     return DEVICE_FEATURES_VERSION if isinstance(features, DeviceFeatureSet) else FEATURES_VERSION
+
+
+def _predictor(path: Path, archive: zipfile.ZipFile, spec: Target, target: str,
+               info: dict[str, Any]) -> CostPredictor:
+    """One target's predictor, checked to be what the metadata claims: a trusted estimator of the named
+    kind, with typed metadata, that predicts a finite positive cost for a probe workload."""
+    import skops.io
+
+    member = f"{target}.skops"
+    data = _member(path, archive, member)
+    try:
+        untrusted = skops.io.get_untrusted_types(data=data)
+    except Exception as exc:   # not a skops file: skops raises whatever its zip and JSON parsing meet
+        raise PredictorFileError(f"{path}: {member} is not a skops file ({type(exc).__name__})") from None
+    foreign = sorted(set(untrusted) - set(TRUSTED_TYPES))
+    if foreign:
+        raise PredictorFileError(f"{path}: {member} needs types outside the trusted list: "
+                                 f"{', '.join(foreign)}; refusing to load it")
+    try:
+        model = skops.io.loads(data, trusted=list(untrusted))
+    except Exception as exc:
+        raise PredictorFileError(f"{path}: {member} cannot be loaded ({type(exc).__name__}: "
+                                 f"{' '.join(str(exc).split())[:200]})") from None
+    estimator = info.get("estimator")
+    if estimator not in ESTIMATORS:
+        raise PredictorFileError(f"{path}: {METADATA}: targets.{target}.estimator {str(estimator)[:80]!r} is not "
+                                 f"one of {', '.join(ESTIMATORS)}")
+    n_train = info.get("n_train", 0)
+    if not isinstance(n_train, int) or isinstance(n_train, bool) or n_train < 0:
+        raise PredictorFileError(f"{path}: {METADATA}: targets.{target}.n_train {str(n_train)[:80]!r} is not a "
+                                 f"non-negative integer")
+    try:
+        domain = Domain(**info["domain"])
+        comparison = tuple(Comparison(**row) for row in info.get("comparison") or ())
+    except (KeyError, TypeError) as exc:
+        raise PredictorFileError(f"{path}: metadata of the {target} predictor is incomplete: {exc}") from None
+    numbers = [domain.lowest, domain.highest, domain.fallback] + [
+        value for c in comparison for value in (c.mape, c.max_error, c.within_5, c.within_10, c.fit_s)]
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in numbers) \
+            or not all(isinstance(v, int) and not isinstance(v, bool) for v in (domain.lowest, domain.highest)):
+        raise PredictorFileError(f"{path}: {METADATA}: targets.{target}: domain and comparison must hold finite "
+                                 f"numbers (integer domain bounds)")
+    predictor = CostPredictor.from_fitted(spec, target, estimator, model, n_train, domain, comparison)
+    try:
+        probe = predictor.predict([Workload(C=16, M=16, R=3, S=3, N=1, P=8, Q=8)])
+    except Exception as exc:
+        raise PredictorFileError(f"{path}: {member} is not a working {estimator} estimator for {target} "
+                                 f"({type(exc).__name__}: {' '.join(str(exc).split())[:200]})") from None
+    if not (np.all(np.isfinite(probe)) and np.all(probe > 0)):
+        raise PredictorFileError(f"{path}: {member} predicts {probe[0]!r} {target} for a probe workload; "
+                                 f"expected a finite positive cost")
+    return predictor
 
 
 def _warn_on_versions(path: Path, versions: dict[str, Any]) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from enum import Enum
 
+from costmodels.errors import UnknownNameError
 from costmodels.network.layers import ConvLayer
 
 
@@ -129,9 +130,9 @@ class LayerCandidates:
 
 def network_candidates(layers: list[ConvLayer] | tuple[ConvLayer, ...], grid: RankGrid) -> list[LayerCandidates]:
     """Candidates for every layer of a network, honouring the grid's exclusions."""
-    unknown = set(grid.exclude) - {layer.name for layer in layers}
+    unknown = sorted(set(grid.exclude) - {layer.name for layer in layers})
     if unknown:
-        raise ValueError(f"excluded layers not in the model: {', '.join(sorted(unknown))}")
+        raise UnknownNameError("layer (--exclude)", unknown[0], [layer.name for layer in layers])
     result = []
     for index, layer in enumerate(layers):
         excluded = layer.name in grid.exclude or (grid.exclude_first and index == 0)

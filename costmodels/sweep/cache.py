@@ -56,6 +56,10 @@ class CacheError(CostModelError):
     """The cache file cannot be opened or read; the message names it."""
 
 
+class CacheSchemaError(CacheError):
+    """A cache written by another version of this toolkit (another schema): ``clear`` starts it afresh."""
+
+
 def default_cache_path() -> Path:
     """``$COSTMODEL_CACHE`` (a file, or a folder to hold ``results.sqlite``), else the user cache folder."""
     env = os.environ.get(ENV_VAR)
@@ -122,11 +126,13 @@ class ResultsCache:
     def _connection(self) -> sqlite3.Connection:
         if self._conn is not None and self._pid == os.getpid():
             return self._conn
+        conn = None
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None,
                                    check_same_thread=False)
             conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
+            self._refuse_other_schema(conn)   # before anything in the file changes
             mode = _switch_to_wal(conn)
             if str(mode).lower() != "wal":
                 raise CacheError(f"{self.path}: cannot switch the cache to WAL mode (got {mode})")
@@ -134,18 +140,25 @@ class ResultsCache:
             # only an operating-system crash may lose the last few.
             conn.execute("PRAGMA synchronous = NORMAL")
             conn.executescript(_SCHEMA)
-            row = conn.execute("SELECT value FROM meta WHERE name = 'schema'").fetchone()
-            if row is None:
-                conn.execute("INSERT OR IGNORE INTO meta (name, value) VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
-            elif row[0] != str(SCHEMA_VERSION):
-                raise CacheError(f"{self.path}: cache schema {row[0]} is not supported (expected "
-                                 f"{SCHEMA_VERSION}); clear it with `costmodel cache clear`")
-        except sqlite3.DatabaseError as exc:
-            raise CacheError(f"{self.path}: cannot open the results cache: {exc}") from None
-        except OSError as exc:
-            raise CacheError(f"{self.path}: cannot open the results cache: {exc.strerror or exc}") from None
+            conn.execute("INSERT OR IGNORE INTO meta (name, value) VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
+        except BaseException as exc:
+            if conn is not None:
+                conn.close()
+            if isinstance(exc, sqlite3.DatabaseError):
+                raise CacheError(f"{self.path}: cannot open the results cache: {exc}") from None
+            if isinstance(exc, OSError):
+                raise CacheError(f"{self.path}: cannot open the results cache: {exc.strerror or exc}") from None
+            raise
         self._conn, self._pid = conn, os.getpid()
         return conn
+
+    def _refuse_other_schema(self, conn: sqlite3.Connection) -> None:
+        if conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'").fetchone() is None:
+            return
+        row = conn.execute("SELECT value FROM meta WHERE name = 'schema'").fetchone()
+        if row is not None and row[0] != str(SCHEMA_VERSION):
+            raise CacheSchemaError(f"{self.path}: cache schema {row[0]} is not supported (expected "
+                                   f"{SCHEMA_VERSION}); clear it with `costmodel cache --cache {self.path} clear`")
 
     def _execute(self, sql: str, params: Iterable[Any] = ()) -> sqlite3.Cursor:
         with self._lock:
@@ -222,8 +235,11 @@ class ResultsCache:
         return CacheInfo(self.path, entries, size, by_backend, by_spec, oldest, newest)
 
     def clear(self) -> int:
-        """Remove every entry; returns how many there were."""
-        count = len(self)
+        """Remove every entry; returns how many there were. A cache of another schema is started afresh."""
+        try:
+            count = len(self)
+        except CacheSchemaError:
+            count = self._drop_foreign_schema()
         self._execute("DELETE FROM results")
         try:   # give the space back unless another process is busy with the file (then it is reused)
             self._execute("PRAGMA busy_timeout = 1000")
@@ -232,6 +248,26 @@ class ResultsCache:
             pass
         finally:
             self._execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
+        return count
+
+    def _drop_foreign_schema(self) -> int:
+        """Drop the tables of a cache of another schema version (its entries cannot be read here anyway);
+        returns how many entries it held, when that can be told."""
+        try:
+            conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
+            try:
+                try:
+                    count = int(conn.execute("SELECT COUNT(*) FROM results").fetchone()[0])
+                except sqlite3.DatabaseError:
+                    count = 0
+                conn.execute("BEGIN IMMEDIATE")
+                conn.execute("DROP TABLE IF EXISTS results")
+                conn.execute("DELETE FROM meta WHERE name = 'schema'")
+                conn.execute("COMMIT")
+            finally:
+                conn.close()
+        except sqlite3.DatabaseError as exc:
+            raise CacheError(f"{self.path}: cannot clear the results cache: {exc}") from None
         return count
 
     def export(self, path: str | os.PathLike, fmt: str | None = None) -> int:

@@ -17,10 +17,16 @@ identical: the LUT does not depend on completion order, engine or cache state.
 from __future__ import annotations
 
 import json
+import os
+import signal
+import sys
+import threading
+import time
 from collections import deque
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
-from typing import Any, Callable, Iterable
+from contextlib import contextmanager
+from typing import Any, Callable, Iterable, Iterator
 
 from costmodels.errors import CostModelError
 from costmodels.problems.workloads import Workload
@@ -174,15 +180,18 @@ def _run_local(todo: list[Workload], spec: ArchSpec, backend: Any, jobs: int, fi
 
 def _drain(queue: deque, spec: ArchSpec, backend: Any, workers: int, window: int, finish: Finish) -> list[Workload]:
     """Run ``queue`` on one pool, keeping ``window`` tasks in flight. Returns [] when the queue is
-    done, or the workloads in flight when the pool broke (the rest stay queued)."""
-    pool = ProcessPoolExecutor(max_workers=max(1, min(workers, len(queue))))
+    done, or the workloads in flight when the pool broke (the rest stay queued). On Ctrl-C (or any
+    error here) the workers are killed at once: their work in flight is abandoned, never waited for."""
+    pool = ProcessPoolExecutor(max_workers=max(1, min(workers, len(queue))), initializer=_worker_init,
+                               initargs=(os.getpid(),))
     in_flight: dict[Any, Workload] = {}
     suspects: list[Workload] = []
     try:
         while queue or in_flight:
             while queue and len(in_flight) < window:
                 try:
-                    future = pool.submit(evaluate_task, queue[0], spec, backend)
+                    with _sigint_blocked():   # submit forks the workers: none may take a Ctrl-C
+                        future = pool.submit(evaluate_task, queue[0], spec, backend)
                 except BrokenProcessPool:
                     break   # the tasks in flight report the break below
                 in_flight[future] = queue.popleft()
@@ -206,8 +215,83 @@ def _drain(queue: deque, spec: ArchSpec, backend: Any, workers: int, window: int
                         finish(workload, *outcome)
                 return suspects
         return []
+    except BaseException:
+        with _sigint_blocked():   # a second Ctrl-C waits until every worker is killed
+            _kill_workers(pool)
+        raise
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
+
+
+# --- worker processes: Ctrl-C is the parent's, and none outlives it -----------------------------------
+
+_PR_SET_PDEATHSIG = 1   # linux/prctl.h
+
+
+def _worker_init(parent_pid: int) -> None:
+    """Runs first in every worker. A terminal's Ctrl-C reaches the whole process group; only the parent
+    acts on it (a worker interrupted mid-task prints a traceback or leaves the pool's queue locked).
+    A worker exits when its parent dies, even of kill -9: on Linux the kernel kills it
+    (PR_SET_PDEATHSIG), elsewhere a thread watches the parent."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    if not _die_with_parent():
+        threading.Thread(target=_watch_parent, args=(parent_pid,), name="watch-parent", daemon=True).start()
+    if os.getppid() != parent_pid:   # the parent died before the above took effect
+        os._exit(1)
+
+
+def _die_with_parent() -> bool:
+    if not sys.platform.startswith("linux"):
+        return False
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+def _watch_parent(parent_pid: int) -> None:
+    while os.getppid() == parent_pid:
+        time.sleep(0.5)
+    os._exit(1)
+
+
+@contextmanager
+def _sigint_blocked() -> Iterator[None]:
+    """SIGINT held back in this thread: a worker forked meanwhile inherits the mask and unblocks it
+    only after ignoring SIGINT; a Ctrl-C that came meanwhile reaches this process afterwards."""
+    if not hasattr(signal, "pthread_sigmask") or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+def _kill_workers(pool: ProcessPoolExecutor, timeout_s: float = 2.0) -> None:
+    """Kill the workers and wait until they are gone (without reaping them: that is the executor's), so
+    the executor sees a broken pool, not workers to send stop requests to. The executor has no public
+    way to do this before Python 3.14 (``kill_workers``)."""
+    from multiprocessing.connection import wait as wait_for
+
+    processes = list((getattr(pool, "_processes", None) or {}).values())
+    sentinels = []
+    for process in processes:
+        try:
+            process.kill()
+            sentinels.append(process.sentinel)
+        except (OSError, ValueError):   # already gone
+            pass
+    deadline = time.monotonic() + timeout_s
+    while sentinels and time.monotonic() < deadline:
+        ready = wait_for(sentinels, timeout=max(0.0, deadline - time.monotonic()))
+        sentinels = [s for s in sentinels if s not in ready]
 
 
 def _outcome(future: Any) -> tuple[dict[str, Any] | None, str | None] | None:

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from costmodels.io_utils import atomic_write_text
+from costmodels.io_utils import atomic_write_text, output_folder
 from costmodels.network.layers import ConvLayer
 from costmodels.problems.candidates import Tucker2Candidate
 from costmodels.problems.workloads import NetworkWorkloads, WorkloadUse, layer_workloads, subconv_workloads
@@ -39,13 +39,19 @@ def _candidate(c: Tucker2Candidate) -> dict[str, Any]:
 def write_workload_set(network: str, workloads: NetworkWorkloads, out_dir: str | Path) -> Path:
     """Write one YAML per unique workload and ``index.json``; returns the index path.
 
-    Each file is written atomically and the index last, so an index always points at complete files.
+    The files are written into a staging folder and moved into ``out_dir`` together (an index always
+    points at complete files; a failure leaves none of them).
     """
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    for workload in workloads.unique.values():
-        write_problem(workload, out / workload_filename(WorkloadUse(workload)))
-    index = {
+    with output_folder(out) as staging:
+        for workload in workloads.unique.values():
+            write_problem(workload, staging / workload_filename(WorkloadUse(workload)))
+        atomic_write_text(staging / INDEX_NAME, json.dumps(_index(network, workloads), indent=1) + "\n")
+    return out / INDEX_NAME
+
+
+def _index(network: str, workloads: NetworkWorkloads) -> dict[str, Any]:
+    return {
         "network": network,
         "unique_workloads": {key: {"file": workload_filename(WorkloadUse(w)), **w.bounds, **w.coefficients,
                                    "macs": w.macs}
@@ -55,6 +61,3 @@ def write_workload_set(network: str, workloads: NetworkWorkloads, out_dir: str |
                     "candidates": [_candidate(c) for c in lc.candidates]}
                    for lc in workloads.layers],
     }
-    path = out / INDEX_NAME
-    atomic_write_text(path, json.dumps(index, indent=1) + "\n")
-    return path
