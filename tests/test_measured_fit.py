@@ -181,6 +181,19 @@ def test_cli_fit_on_a_device_reports_noise_and_refuses_other_devices(tmp_path, s
         load_predictors(path, load_spec("eyeriss"))
 
 
+def test_cli_fit_on_a_device_with_a_held_out_network(tmp_path, shape_clock, resnet20):
+    out = tmp_path / "fit"
+    assert main(["fit", "--backend", "torch", "--threads", "1", "--model", "resnet20", "--budget", "0.3", "--step",
+                 "32", "--no-check", "--test-model", "digits-cnn", "--no-cache", "--out", str(out)]) == 0
+    provenance = json.loads((out / "accuracy.json").read_text())["provenance"]
+    assert {r["scope"] for r in provenance["accuracy_rows"]} == {"held-out network digits-cnn"}
+    # The repeat timings are drawn from the fitted network's evaluated workloads, not the held-out one's.
+    trained = provenance["trained_on"]
+    assert provenance["repeat_noise"]["n"] == min(REPEAT_SAMPLE, trained)
+    assert provenance["repeat_noise"]["entries"] == trained
+    assert sum(n == 2 for k, n in shape_clock.timed.items() if k in resnet20[1]) == min(REPEAT_SAMPLE, trained)
+
+
 @pytest.mark.parametrize("argv,message", [
     (["fit", "--backend", "torch", "--arch", "eyeriss"], "drop --arch"),
     (["lut", "--backend", "torch", "--arch", "eyeriss"], "drop --arch"),
