@@ -4,7 +4,8 @@
 - ``add_fit_parser(subparsers)``: ``costmodel fit`` evaluates a space-filling sample (or an active
   one) of a network's unique workloads, fits cycles and energy predictors, checks them on the
   rest and, with ``--test-model``, on networks it never saw; writes the predictor file, the
-  accuracy tables and a predicted-vs-evaluated plot.
+  accuracy tables and a predicted-vs-evaluated plot. On a measured device (``--backend torch``,
+  no ``--arch``) it fits latency only and times a sample again to report the repeat noise.
 - ``add_lut_parser(subparsers)``: ``costmodel lut`` writes the LUT with provenance, evaluated or
   predicted, as CSV or JSON.
 """
@@ -31,6 +32,7 @@ from costmodels.cli.sweep_args import (
     backend_from_args,
     cache_from_args,
     report_failures,
+    target_from_args,
 )
 from costmodels.io_utils import atomic_write_text, check_output_file, check_output_folder, output_folder
 
@@ -38,16 +40,17 @@ if TYPE_CHECKING:
     from costmodels.problems.candidates import LayerCandidates
     from costmodels.problems.workloads import Workload
     from costmodels.sweep.records import WorkloadCost, WorkloadFailure
-    from costmodels.timeloop.spec import ArchSpec
+    from costmodels.backends import Backend, Target
 
 
 def _add_common(parser: argparse.ArgumentParser) -> None:
     from costmodels.predictors.estimators import ESTIMATORS
 
-    parser.add_argument("--arch", required=True, help="target under arch_specs/ or a spec folder")
+    parser.add_argument("--arch", help="target under arch_specs/ or a spec folder (required except with "
+                                       "--backend torch)")
     add_source_arguments(parser)
     add_grid_arguments(parser)
-    add_backend_arguments(parser)
+    add_backend_arguments(parser, measured=True)
     group = parser.add_argument_group("predictor")
     group.add_argument("--budget", type=fraction, default=0.2,
                        help="share of the unique workloads to evaluate for fitting (default 0.2)")
@@ -95,11 +98,10 @@ def add_lut_parser(subparsers: Any) -> argparse.ArgumentParser:
 class _Evaluator:
     """Evaluations through the sweep (cache, jobs, scheduler), with a progress line per batch."""
 
-    def __init__(self, args: argparse.Namespace, spec: "ArchSpec"):
-
+    def __init__(self, args: argparse.Namespace, spec: "Target", backend: "Backend"):
         self.args = args
         self.spec = spec
-        self.backend = backend_from_args(args)
+        self.backend = backend
         self.cache = cache_from_args(args)
         self.failures: list[WorkloadFailure] = []
 
@@ -112,6 +114,13 @@ class _Evaluator:
                                 scheduler=self.args.scheduler, progress=progress)
         self.failures += [r for r in results.values() if isinstance(r, WorkloadFailure)]
         return results
+
+    def remeasure(self, workloads: Sequence["Workload"]) -> dict[str, "WorkloadCost"]:
+        """Time ``workloads`` again, past the cache (a measured target's repeat noise)."""
+        from costmodels.sweep.runner import run_sweep
+
+        with SweepProgress(f"timing {len(workloads)} workloads again") as progress:
+            return _successes(run_sweep(workloads, self.spec, self.backend, progress=progress))
 
     def __enter__(self) -> "_Evaluator":
         if self.cache is not None:
@@ -149,14 +158,16 @@ def _grid_text(args: argparse.Namespace) -> str:
 
 
 def cmd_fit(args: argparse.Namespace) -> int:
-    from costmodels.predictors.accuracy import accuracy_table, assess, plot_predicted_vs_evaluated, summary_line
+    from costmodels.backends import DeviceTarget
+    from costmodels.predictors.accuracy import (accuracy_table, assess, noise_table, plot_predicted_vs_evaluated,
+                                                repeat_noise, repeat_sample, summary_line)
     from costmodels.predictors.estimators import comparison_table, fit_predictors
     from costmodels.predictors.persistence import save_predictors
     from costmodels.predictors.sampling import active_sampling, space_filling
     from costmodels.problems.workloads import network_workloads
-    from costmodels.timeloop.spec import load_spec
 
-    spec = load_spec(args.arch)
+    backend = backend_from_args(args)
+    spec = target_from_args(args, backend)
     networks = _networks(args, args.extra_model)
     tests = _built_in(args, args.test_model)
     layers = [lc for _, network in networks for lc in network]
@@ -164,7 +175,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
     name = "+".join(n for n, _ in networks)
     out = args.out or Path("predictors") / f"{name}-{spec.name}"
     check_output_folder(out)
-    with _Evaluator(args, spec) as evaluate:
+    with _Evaluator(args, spec, backend) as evaluate:
         start = time.perf_counter()
         if args.active:
             active = active_sampling(layers, spec, lambda ws: evaluate(ws, "active sample"), start=args.budget,
@@ -186,33 +197,42 @@ def cmd_fit(args: argparse.Namespace) -> int:
                                     args.seed)
         fit_s = time.perf_counter() - start
         rows, panels = [], []
+        checked = dict(costs)
         if not args.no_check:
             rest = [w for k, w in unique.items() if k not in costs]
-            checked = {**costs, **_successes(evaluate(rest, f"rest of {name}"))}
+            checked.update(_successes(evaluate(rest, f"rest of {name}")))
             result = assess("held-out ranks", networks, checked, unique, costs, predictors)
             rows += result.rows
             panels += result.panels
         for test_name, test_layers in tests:
             test_unique = network_workloads(test_layers).unique
-            checked = _successes(evaluate(list(test_unique.values()), f"{test_name} (held out)"))
-            result = assess(f"held-out network {test_name}", [(test_name, test_layers)], checked, test_unique, costs,
-                            predictors)
+            test_checked = _successes(evaluate(list(test_unique.values()), f"{test_name} (held out)"))
+            result = assess(f"held-out network {test_name}", [(test_name, test_layers)], test_checked, test_unique,
+                            costs, predictors)
             rows += result.rows
             panels += result.panels
+        noise = None
+        if isinstance(spec, DeviceTarget):   # a measured truth: how far two timings of a workload differ
+            noise = repeat_noise(checked, evaluate.remeasure([unique[k] for k in repeat_sample(checked)]))
         failures = list(evaluate.failures)
     comparisons = "\n\n".join(f"{target} (cross-validated on the {len(costs)} sampled workloads):\n\n"
                               f"{comparison_table(predictors[target].comparison_)}"
-                              for target in ("cycles", "energy") if predictors[target].comparison_)
+                              for target in predictors.targets if predictors[target].comparison_)
     summary = summary_line(rows) if rows else "not checked (--no-check)"
+    if noise is not None:
+        summary += f" | {noise.line()}"
     provenance = {"networks": [n for n, _ in networks], "rank_grid": _grid_text(args), "budget": args.budget,
                   "active": args.active, "trained_on": len(costs), "unique_workloads": len(unique),
                   "backend": evaluate.backend.name, "backend_version": evaluate.backend.version,
-                  "accuracy": summary, "accuracy_rows": [_row_dict(r) for r in rows]}
+                  "accuracy": summary, "accuracy_rows": [_row_dict(r) for r in rows],
+                  **({"repeat_noise": noise.__dict__} if noise is not None else {})}
     report = [f"# Predictors for {name} on {spec.name} (spec {spec.content_hash})", "",
               f"Trained on {len(costs)} of {len(unique)} unique workloads ({len(costs) / len(unique):.1%}); "
-              f"estimators: cycles {predictors.cycles.estimator_}, energy {predictors.energy.estimator_}.", ""]
+              f"estimators: {_estimators(predictors)}.", ""]
     if rows:
         report += ["## Accuracy", "", accuracy_table(rows), ""]
+    if noise is not None:
+        report += ["## Prediction error beside repeat-measurement noise", "", noise_table(noise, rows), ""]
     if comparisons:
         report += ["## Estimator comparison", "", comparisons, ""]
     with output_folder(out) as staging:   # the predictor and its accuracy files: all or none
@@ -220,7 +240,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
         atomic_write_text(staging / "accuracy.md", "\n".join(report))
         atomic_write_text(staging / "accuracy.json", json.dumps(
             {"provenance": provenance, "comparison": {t: [c.__dict__ for c in predictors[t].comparison_]
-                                                      for t in ("cycles", "energy")}}, indent=1) + "\n")
+                                                      for t in predictors.targets}}, indent=1) + "\n")
         if panels:
             plot_predicted_vs_evaluated(panels, staging / "accuracy.png")
     predictor_path = out / "predictor.zip"
@@ -243,17 +263,17 @@ def cmd_lut(args: argparse.Namespace) -> int:
     from costmodels.predictors.persistence import load_predictors
     from costmodels.predictors.sampling import space_filling
     from costmodels.problems.workloads import network_workloads
-    from costmodels.timeloop.spec import load_spec
 
     if args.predictor is not None and args.source != "predict":
         raise CostModelError("--predictor needs --source predict")
-    spec = load_spec(args.arch)
+    backend = backend_from_args(args)
+    spec = target_from_args(args, backend)
     (name, layers), = _networks(args, ())
     unique = network_workloads(layers).unique
     path = args.out or Path("luts") / f"{name}-{spec.name}" / f"lut-{args.source}.{args.format}"
     check_output_file(path)
     predictor_text, accuracy = "", ""
-    with _Evaluator(args, spec) as evaluate:
+    with _Evaluator(args, spec, backend) as evaluate:
         if args.source == "evaluate":
             evaluated = evaluate(list(unique.values()), f"{name} on {spec.name}")
             predicted: dict[str, WorkloadCost] = {}
@@ -270,7 +290,7 @@ def cmd_lut(args: argparse.Namespace) -> int:
                                         args.seed)
             if args.estimator == "auto":
                 accuracy = "cross-validated on the sample: " + "; ".join(
-                    f"{t} MAPE {min(c.mape for c in predictors[t].comparison_):.2f}%" for t in ("cycles", "energy"))
+                    f"{t} MAPE {min(c.mape for c in predictors[t].comparison_):.2f}%" for t in predictors.targets)
             predictor_text = f"fitted on {len(costs)} sampled workloads ({args.budget:g}): " + _estimators(predictors)
         if args.source == "predict":
             measured = _successes(evaluated)
@@ -289,5 +309,5 @@ def cmd_lut(args: argparse.Namespace) -> int:
 
 
 def _estimators(predictors: Any) -> str:
-    return f"cycles {predictors.cycles.estimator_}, energy {predictors.energy.estimator_}"
+    return ", ".join(f"{t} {predictors[t].estimator_}" for t in predictors.targets)
 

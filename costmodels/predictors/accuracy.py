@@ -5,6 +5,11 @@ share within +-5% and +-10%) the report gives Kendall's tau between evaluated an
 within each layer's candidates, averaged over layers. Metrics are computed at two levels: unique
 workloads the predictor did not see, and LUT rows (candidates: sums of sub-convolutions), where a
 row counts only if at least one of its workloads was predicted.
+
+On a measured target the "evaluated" cost is itself a noisy measurement, so a prediction cannot be
+shown to be closer to the truth than two measurements of the same workload are to each other.
+``repeat_noise`` times a sample of the evaluated workloads again and reports how far the two
+timings differ, beside the prediction error (``noise_table``).
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ import numpy as np
 
 from costmodels.sweep.records import WorkloadCost
 from costmodels.problems.candidates import LayerCandidates
-from costmodels.predictors.estimators import TARGETS, Predictors
+from costmodels.predictors.estimators import Predictors
 from costmodels.problems.workloads import Workload, WorkloadUse, subconv_workloads
 
 
@@ -188,7 +193,7 @@ def assess(scope: str, networks: Sequence[tuple[str, Sequence[LayerCandidates]]]
     test = [w for key, w in workloads.items() if key in costs and key not in trained]
     rows: list[AccuracyRow] = []
     panels: list[Scatter] = []
-    for target in TARGETS:
+    for target in predictors.targets:
         predictor = predictors[target]
         evaluated = workload_values(costs, target)
         predicted = dict(zip((w.key for w in test), (float(v) for v in predictor.predict(test))))
@@ -214,3 +219,60 @@ def summary_line(rows: Sequence[AccuracyRow]) -> str:
                 items.append(f"{r.target} ({r.estimator}) MAPE {m.mape:.2f}%, {m.within_10:.1%} within 10%{tau}")
         parts.append(f"{scope}: " + "; ".join(items))
     return " | ".join(parts)
+
+
+# --- repeat-measurement noise of a measured target --------------------------------------------------
+
+REPEAT_SAMPLE = 20      # workloads timed a second time: enough for a median and a 90th percentile
+NOISE_CAVEAT = ("A prediction error below the repeat-measurement noise is not meaningful: two timings of the same "
+                "workload already differ by that much.")
+
+
+@dataclass(frozen=True)
+class RepeatNoise:
+    """How far a second timing of the same workloads is from the first, as |second / first - 1|."""
+
+    n: int                  # workloads timed twice
+    median: float           # %
+    p90: float              # %, 90th percentile
+    noisy_share: float      # share of the evaluated entries whose timing was flagged noisy
+    entries: int            # evaluated entries that share is over
+
+    def line(self) -> str:
+        return (f"repeat-measurement noise on {self.n} workloads timed twice: median {self.median:.2f}%, "
+                f"90th percentile {self.p90:.2f}%; {self.noisy_share:.1%} of {self.entries} entries flagged noisy")
+
+
+def repeat_sample(costs: Mapping[str, WorkloadCost], limit: int = REPEAT_SAMPLE) -> list[str]:
+    """Up to ``limit`` keys of ``costs``, spread evenly over them sorted by cost (small and large
+    timings alike), deterministic."""
+    keys = sorted(costs, key=lambda k: (costs[k].cycles, k))
+    if len(keys) <= limit:
+        return keys
+    return [keys[int(i)] for i in np.linspace(0, len(keys) - 1, limit).round()]
+
+
+def repeat_noise(first: Mapping[str, WorkloadCost], second: Mapping[str, WorkloadCost]) -> RepeatNoise:
+    """Relative differences between the timings in ``second`` and the same workloads' in ``first``;
+    the noisy share is over every entry of ``first``."""
+    common = [k for k in second if k in first]
+    differences = np.array([abs(second[k].cycles / first[k].cycles - 1.0) for k in common])
+    noisy = sum(c.noisy for c in first.values())
+    if not common:
+        return RepeatNoise(0, float("nan"), float("nan"), noisy / max(1, len(first)), len(first))
+    return RepeatNoise(len(common), 100 * float(np.median(differences)), 100 * float(np.percentile(differences, 90)),
+                       noisy / max(1, len(first)), len(first))
+
+
+def noise_table(noise: RepeatNoise, rows: Sequence[AccuracyRow]) -> str:
+    """A Markdown table of each workload-level prediction error beside the repeat-measurement noise,
+    and the caveat."""
+    lines = ["| scope | prediction MAPE % | within 10% | repeat noise median % | repeat noise p90 % | flagged noisy |",
+             "|---|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        if r.level == "workload":
+            lines.append(f"| {r.scope} ({r.target}) | {r.metrics.mape:.2f} | {r.metrics.within_10:.1%} | "
+                         f"{noise.median:.2f} | {noise.p90:.2f} | {noise.noisy_share:.1%} |")
+    if len(lines) == 2:
+        lines.append(f"| not checked | - | - | {noise.median:.2f} | {noise.p90:.2f} | {noise.noisy_share:.1%} |")
+    return "\n".join([*lines, "", f"{noise.line()}. {NOISE_CAVEAT}"])

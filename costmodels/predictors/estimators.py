@@ -12,6 +12,10 @@ extrapolates badly, so there it falls back to the roofline (``Domain``).
 
 A candidate's cost is the sum of its sub-convolutions' costs (times their repeat count), as
 ``costmodels.build`` sums evaluated ones.
+
+A measured device (``DeviceTarget``) has no spec: its features are the workload's shape and its
+"roofline" a nominal estimate (``device_features``), and only cycles (its measured latency in ns)
+are predicted, since energy is not measured.
 """
 
 from __future__ import annotations
@@ -25,6 +29,8 @@ import numpy as np
 from costmodels.sweep.records import WorkloadCost
 from costmodels.problems.candidates import Tucker2Candidate
 from costmodels.errors import CostModelError
+from costmodels.backends.torch_timing import DeviceTarget
+from costmodels.predictors.device_features import DeviceFeatureSet, device_feature_set
 from costmodels.predictors.features import FeatureSet, feature_set
 from costmodels.timeloop.spec import ArchSpec
 from costmodels.problems.workloads import Workload, WorkloadUse, subconv_workloads
@@ -36,8 +42,23 @@ REGRESSIONS = ("gbt", "rf", "poly")       # estimators that learn from the featu
 PREDICTED_MAPPING = "predicted"           # WorkloadCost.mapping of a predicted cost
 
 
+# What a predictor prices on: a simulated accelerator's spec, or a device measured with ``--backend torch``.
+Target = ArchSpec | DeviceTarget
+Features = FeatureSet | DeviceFeatureSet
+
+
 class PredictorError(CostModelError):
     """A predictor used before fitting, or given inconsistent inputs."""
+
+
+def target_features(spec: Target) -> Features:
+    """Spec-derived features for an accelerator spec, workload-shape features for a measured device."""
+    return device_feature_set(spec) if isinstance(spec, DeviceTarget) else feature_set(spec)
+
+
+def targets_for(spec: Target) -> tuple[str, ...]:
+    """What can be predicted on a target: a measured device has latency only (energy is not measured)."""
+    return ("cycles",) if isinstance(spec, DeviceTarget) else TARGETS
 
 
 def make_estimator(name: str, random_state: int = 0) -> Any:
@@ -88,7 +109,7 @@ class Design:
     resolution: np.ndarray      # output pixels N x P x Q: the cross-validation groups
 
     @classmethod
-    def of(cls, workloads: Sequence[Workload], features: FeatureSet) -> "Design":
+    def of(cls, workloads: Sequence[Workload], features: Features) -> "Design":
         roofs = [features.roofline(w) for w in workloads]
         return cls(features.transform(workloads), np.array([float(w.macs) for w in workloads]),
                    np.array([r.cycles for r in roofs]), np.array([r.energy_pj for r in roofs]),
@@ -142,7 +163,7 @@ class CostPredictor:
     because where it is exact (cycles of most workloads) a regression can only add noise.
     """
 
-    def __init__(self, spec: ArchSpec, target: str = "cycles", estimator: str = "auto", random_state: int = 0,
+    def __init__(self, spec: Target, target: str = "cycles", estimator: str = "auto", random_state: int = 0,
                  cv_folds: int = 3):
         if target not in TARGETS:
             raise PredictorError(f"unknown target '{target}'; available: {', '.join(TARGETS)}")
@@ -150,7 +171,9 @@ class CostPredictor:
             raise PredictorError(f"unknown estimator '{estimator}'; available: auto, {', '.join(ESTIMATORS)}")
         self.spec_name = spec.name
         self.spec_hash = spec.content_hash
-        self.features = feature_set(spec)
+        if target not in targets_for(spec):
+            raise PredictorError(f"{spec.name} is a measured device: only cycles (measured latency) can be predicted")
+        self.features = target_features(spec)
         self.target = target
         self.estimator = estimator
         self.random_state = random_state
@@ -162,7 +185,7 @@ class CostPredictor:
         self.domain_: Domain | None = None
 
     @classmethod
-    def from_fitted(cls, spec: ArchSpec, target: str, estimator: str, model: Any, n_train: int, domain: Domain,
+    def from_fitted(cls, spec: Target, target: str, estimator: str, model: Any, n_train: int, domain: Domain,
                     comparison: tuple[Comparison, ...] = ()) -> "CostPredictor":
         """A predictor around an already fitted estimator (used when loading a saved one)."""
         predictor = cls(spec, target, estimator)
@@ -219,42 +242,53 @@ class CostPredictor:
 
 @dataclass(frozen=True)
 class Predictors:
-    """A fitted cycles predictor and energy predictor for one spec: what a LUT needs."""
+    """A fitted cycles predictor and energy predictor for one spec: what a LUT needs. On a measured
+    device ``energy`` is None: energy is not measured, and predicted rows leave it at 0 as measured
+    ones do."""
 
     cycles: CostPredictor
-    energy: CostPredictor
+    energy: CostPredictor | None
 
     def __post_init__(self) -> None:
-        if (self.cycles.target, self.energy.target) != TARGETS:
+        if self.cycles.target != "cycles" or (self.energy is not None and self.energy.target != "energy"):
             raise PredictorError("Predictors takes a cycles predictor, then an energy predictor")
-        if self.cycles.spec_hash != self.energy.spec_hash:
+        if self.energy is not None and self.cycles.spec_hash != self.energy.spec_hash:
             raise PredictorError("the cycles and energy predictors were made for different specs")
 
+    @property
+    def targets(self) -> tuple[str, ...]:
+        return TARGETS if self.energy is not None else ("cycles",)
+
     def __getitem__(self, target: str) -> CostPredictor:
-        if target not in TARGETS:
+        if target not in self.targets:
             raise KeyError(target)
-        return self.cycles if target == "cycles" else self.energy
+        predictor = self.cycles if target == "cycles" else self.energy
+        assert predictor is not None
+        return predictor
 
     def predict_costs(self, workloads: Sequence[Workload]) -> dict[str, WorkloadCost]:
         """Predicted ``WorkloadCost``s by workload key (``mapping`` says "predicted"); cycles are
         rounded to whole cycles as evaluated ones are."""
         workloads = list(workloads)
         cycles = self.cycles.predict(workloads)
-        energy = self.energy.predict(workloads)
+        energy = self.energy.predict(workloads) if self.energy is not None else np.zeros(len(workloads))
         peak = self.cycles.features.peak_macs
         result = {}
         for w, c, e in zip(workloads, cycles, energy):
             whole = max(1, int(round(float(c))))
-            result[w.key] = WorkloadCost(w.key, whole, float(e), w.macs / (whole * peak), PREDICTED_MAPPING)
+            utilization = w.macs / (whole * peak) if peak else 0.0   # a measured device has no peak
+            result[w.key] = WorkloadCost(w.key, whole, float(e), utilization, PREDICTED_MAPPING)
         return result
 
 
-def fit_predictors(workloads: Sequence[Workload], evaluations: Sequence[WorkloadCost], spec: ArchSpec,
+def fit_predictors(workloads: Sequence[Workload], evaluations: Sequence[WorkloadCost], spec: Target,
                    estimator: str = "auto", random_state: int = 0) -> Predictors:
-    """Fit a cycles and an energy predictor on the same evaluated workloads."""
+    """Fit a cycles and an energy predictor on the same evaluated workloads (on a measured device,
+    cycles only)."""
     workloads, evaluations = list(workloads), list(evaluations)
-    return Predictors(*(CostPredictor(spec, target, estimator, random_state).fit(workloads, evaluations)
-                        for target in TARGETS))
+    fitted = [CostPredictor(spec, target, estimator, random_state).fit(workloads, evaluations)
+              for target in targets_for(spec)]
+    return Predictors(fitted[0], fitted[1] if len(fitted) > 1 else None)
 
 
 # No cost is e^10 times its roofline estimate; a polynomial far from its data can say anything.
@@ -306,13 +340,13 @@ def compare_on_design(design: Design, y: np.ndarray, target: str, estimators: Se
 
 
 def compare_estimators(workloads: Sequence[Workload], evaluations: Sequence[WorkloadCost] | Sequence[float],
-                       spec: ArchSpec, target: str = "cycles", estimators: Sequence[str] = ESTIMATORS,
+                       spec: Target, target: str = "cycles", estimators: Sequence[str] = ESTIMATORS,
                        folds: int = 5, random_state: int = 0) -> tuple[Comparison, ...]:
     """Cross-validated comparison of estimators on the same features and samples."""
     unknown = [e for e in estimators if e not in ESTIMATORS]
     if unknown:
         raise PredictorError(f"unknown estimator '{unknown[0]}'; available: {', '.join(ESTIMATORS)}")
-    design = Design.of(list(workloads), feature_set(spec))
+    design = Design.of(list(workloads), target_features(spec))
     return compare_on_design(design, targets_of(evaluations, target), target, estimators, folds, random_state)
 
 

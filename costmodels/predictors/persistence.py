@@ -9,7 +9,9 @@ types plus the explicit list ``TRUSTED_TYPES`` and refuses a file that needs any
 
 Loading checks, before any estimator is read: that the file is a predictor file, that its format
 version is one this toolkit reads, that it was fitted for the given spec (same content hash) and
-on the features this toolkit computes. Each failure is a ``PredictorFileError`` with a one-line
+on the features this toolkit computes. A predictor fitted on a measured device (``--backend
+torch``) records the device fingerprint (CPU model or GPU name, torch and cuDNN versions, threads,
+dtype, clock) and is refused for any other device or setting, and for a spec. Each failure is a ``PredictorFileError`` with a one-line
 reason.
 """
 
@@ -32,9 +34,10 @@ from costmodels.version import __version__
 from costmodels.errors import CostModelError
 from costmodels.predictors.features import FEATURES_VERSION
 from costmodels.io_utils import atomic_write_bytes
-from costmodels.predictors.estimators import ESTIMATORS, TARGETS, Comparison, CostPredictor, Domain, Predictors
+from costmodels.predictors.device_features import DEVICE_FEATURES_VERSION, DeviceFeatureSet
+from costmodels.predictors.estimators import (ESTIMATORS, Comparison, CostPredictor, Domain, Predictors, Target,
+                                              targets_for)
 from costmodels.problems.workloads import Workload
-from costmodels.timeloop.spec import ArchSpec
 from costmodels.user_files import InputFileError, read_user_bytes
 
 FORMAT = "haloc-costmodels-predictor"
@@ -77,18 +80,19 @@ def save_predictors(path: str | Path, predictors: Predictors, provenance: dict[s
         "format_version": FORMAT_VERSION,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "spec": {"name": features.spec_name, "hash": features.spec_hash},
-        "features": {"version": FEATURES_VERSION, "digest": features.digest, "names": list(features.names)},
+        **({"device": {"fingerprint": features.fingerprint}} if isinstance(features, DeviceFeatureSet) else {}),
+        "features": {"version": _features_version(features), "digest": features.digest, "names": list(features.names)},
         "targets": {target: {"estimator": predictors[target].estimator_, "n_train": predictors[target].n_train_,
                              "domain": asdict(predictors[target].domain_),
                              "comparison": [asdict(c) for c in predictors[target].comparison_]}
-                    for target in TARGETS},
+                    for target in predictors.targets},
         "versions": library_versions(),
         "provenance": provenance or {},
     }
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
         archive.writestr(METADATA, json.dumps(metadata, indent=1) + "\n")
-        for target in TARGETS:
+        for target in predictors.targets:
             archive.writestr(f"{target}.skops", skops.io.dumps(predictors[target].model_))
     atomic_write_bytes(path, buffer.getvalue())
     return path
@@ -158,34 +162,47 @@ def read_metadata(path: str | Path) -> dict[str, Any]:
     return metadata
 
 
-def load_predictors(path: str | Path, spec: ArchSpec) -> LoadedPredictors:
+def load_predictors(path: str | Path, spec: Target) -> LoadedPredictors:
     """Read a predictor file written by ``save_predictors`` for ``spec``; see the module docstring."""
     path = Path(path)
     metadata = read_metadata(path)
     made_for = _field(path, metadata, "spec")
+    device = _field(path, metadata, "device")
+    probe = CostPredictor(spec)
+    if (device or isinstance(probe.features, DeviceFeatureSet)) and made_for.get("hash") != spec.content_hash:
+        fitted_on = (f"measured device '{made_for.get('name')}' ({device.get('fingerprint')})" if device
+                     else f"spec '{made_for.get('name')}'")
+        here = (f"device '{spec.name}' ({probe.features.fingerprint})"
+                if isinstance(probe.features, DeviceFeatureSet) else f"spec '{spec.name}'")
+        raise PredictorFileError(f"{path}: fitted on {fitted_on}, not {here}; measurements do not carry over "
+                                 f"between devices or settings: refit with `costmodel fit` on this target")
     if made_for.get("hash") != spec.content_hash:
         raise PredictorFileError(f"{path}: fitted for spec '{made_for.get('name')}' (hash {made_for.get('hash')}), "
                                  f"not '{spec.name}' (hash {spec.content_hash}); refit with "
                                  f"`costmodel fit --arch {spec.name}`")
-    probe = CostPredictor(spec)
     features = _field(path, metadata, "features")
     if features.get("digest") != probe.features.digest:
         raise PredictorFileError(f"{path}: fitted on features version {features.get('version')} "
                                  f"(digest {features.get('digest')}); this toolkit computes version "
-                                 f"{FEATURES_VERSION} (digest {probe.features.digest}); refit with `costmodel fit`")
+                                 f"{_features_version(probe.features)} (digest {probe.features.digest}); refit with "
+                                 f"`costmodel fit`")
     _warn_on_versions(path, _field(path, metadata, "versions"))
     targets = _field(path, metadata, "targets")
     loaded = {}
     with _open_archive(path) as archive:
-        for target in TARGETS:
+        for target in targets_for(spec):
             info = targets.get(target)
             if not isinstance(info, dict) or f"{target}.skops" not in archive.namelist():
                 raise PredictorFileError(f"{path}: no {target} predictor in the file")
             loaded[target] = _predictor(path, archive, spec, target, info)
-    return LoadedPredictors(Predictors(loaded["cycles"], loaded["energy"]), metadata)
+    return LoadedPredictors(Predictors(loaded["cycles"], loaded.get("energy")), metadata)
 
 
-def _predictor(path: Path, archive: zipfile.ZipFile, spec: ArchSpec, target: str,
+def _features_version(features: Any) -> int:
+    return DEVICE_FEATURES_VERSION if isinstance(features, DeviceFeatureSet) else FEATURES_VERSION
+
+
+def _predictor(path: Path, archive: zipfile.ZipFile, spec: Target, target: str,
                info: dict[str, Any]) -> CostPredictor:
     """One target's predictor, checked to be what the metadata claims: a trusted estimator of the named
     kind, with typed metadata, that predicts a finite positive cost for a probe workload."""

@@ -27,9 +27,9 @@ import numpy as np
 from costmodels.sweep.records import WorkloadCost, WorkloadFailure
 from costmodels.problems.candidates import LayerCandidates, Tucker2Candidate
 from costmodels.errors import CostModelError
-from costmodels.predictors.features import FeatureSet, feature_set
-from costmodels.predictors.estimators import TARGETS, CostPredictor, Design, make_estimator, targets_of
-from costmodels.timeloop.spec import ArchSpec
+from costmodels.predictors.device_features import DeviceFeatureSet
+from costmodels.predictors.estimators import (CostPredictor, Design, Features, Target, make_estimator,
+                                              target_features, targets_for, targets_of)
 from costmodels.problems.workloads import Workload, layer_workloads, network_workloads, subconv_workloads
 
 Evaluator = Callable[[Sequence[Workload]], Mapping[str, WorkloadCost | WorkloadFailure]]
@@ -44,12 +44,16 @@ def check_fraction(value: float, what: str) -> None:
         raise SamplingError(f"{what} must be a fraction in (0, 1], got {value}")
 
 
-def candidate_point(candidate: Tucker2Candidate, features: FeatureSet | None) -> list[float]:
+def candidate_point(candidate: Tucker2Candidate, features: Features | None) -> list[float]:
     """Where a candidate sits for the space-filling design: ranks over channels, then per
-    sub-convolution the share of PEs the roofline assignment uses and its log2 bandwidth stretch."""
+    sub-convolution the share of PEs the roofline assignment uses and its log2 bandwidth stretch
+    (on a measured device, ``DeviceFeatureSet.design_point``)."""
     layer = candidate.layer
     point = [candidate.r1 / layer.out_channels, candidate.r2 / layer.in_channels]
-    if features is not None:
+    if isinstance(features, DeviceFeatureSet):
+        for use in subconv_workloads(candidate):
+            point += features.design_point(use.workload)
+    elif features is not None:
         for use in subconv_workloads(candidate):
             roof = features.roofline(use.workload)
             point += [roof.pes / features.peak_macs,
@@ -57,7 +61,7 @@ def candidate_point(candidate: Tucker2Candidate, features: FeatureSet | None) ->
     return point
 
 
-def candidate_order(lc: LayerCandidates, features: FeatureSet | None = None) -> list[Tucker2Candidate]:
+def candidate_order(lc: LayerCandidates, features: Features | None = None) -> list[Tucker2Candidate]:
     """A layer's candidates in farthest-point order: each next candidate is the one farthest from
     all taken so far (ties: larger ranks)."""
     candidates = list(lc.candidates)
@@ -89,11 +93,11 @@ class Sample:
         return len(self.chosen) / max(1, len(self.chosen) + len(self.rest))
 
 
-def space_filling(layers: Sequence[LayerCandidates], fraction: float, spec: ArchSpec | None = None) -> Sample:
+def space_filling(layers: Sequence[LayerCandidates], fraction: float, spec: Target | None = None) -> Sample:
     """About ``fraction`` of the unique workloads of ``layers`` (never fewer than the originals);
     with ``spec``, spread over utilization and bandwidth stretch as well as ranks."""
     check_fraction(fraction, "the budget")
-    features = feature_set(spec) if spec is not None else None
+    features = target_features(spec) if spec is not None else None
     unique = network_workloads(tuple(layers)).unique
     budget = ceil(fraction * len(unique))
     chosen: dict[str, Workload] = {}
@@ -149,7 +153,7 @@ def evaluate_into(workloads: Sequence[Workload], evaluate: Evaluator, costs: dic
             failures[key] = result
 
 
-def active_sampling(layers: Sequence[LayerCandidates], spec: ArchSpec, evaluate: Evaluator,
+def active_sampling(layers: Sequence[LayerCandidates], spec: Target, evaluate: Evaluator,
                     start: float = 0.1, budget: float = 0.3, batch: float = 0.02, target_mape: float = 2.0,
                     estimator: str = "auto", random_state: int = 0) -> ActiveResult:
     """Space-filling sample of ``start``, then batches of ``batch`` (fractions of the unique
@@ -170,16 +174,17 @@ def active_sampling(layers: Sequence[LayerCandidates], spec: ArchSpec, evaluate:
     total = len(sample.chosen) + len(sample.rest)
     by_key = {w.key: w for w in (*sample.chosen, *sample.rest)}
     pool = {w.key: w for w in sample.rest}
-    features = feature_set(spec)
+    features = target_features(spec)
+    targets = targets_for(spec)
     size = max(1, ceil(batch * total))
     limit = int(budget * total)
-    chosen = {target: estimator for target in TARGETS}
+    chosen = {target: estimator for target in targets}
     rounds: list[ActiveRound] = []
     while pool and len(costs) + len(failures) < limit:
         trained = [by_key[k] for k in costs]
         evaluations = list(costs.values())
         predictors = {}
-        for target in TARGETS:
+        for target in targets:
             predictor = CostPredictor(spec, target, chosen[target], random_state).fit(trained, evaluations)
             chosen[target] = predictor.estimator_ or chosen[target]
             predictors[target] = predictor
@@ -187,7 +192,7 @@ def active_sampling(layers: Sequence[LayerCandidates], spec: ArchSpec, evaluate:
         pool_keys = list(pool)
         pool_x = features.transform([pool[k] for k in pool_keys])
         spread = np.zeros(len(pool_keys))
-        for target in TARGETS:
+        for target in targets:
             z = np.log(targets_of(evaluations, target) / design.baseline(target, "roofline"))
             spread += uncertainty(design.x, z, pool_x, random_state)
         room = limit - len(costs) - len(failures)
@@ -196,7 +201,7 @@ def active_sampling(layers: Sequence[LayerCandidates], spec: ArchSpec, evaluate:
         evaluate_into([pool.pop(k) for k in picked], evaluate, costs, failures)
         new = [k for k in picked if k in costs]
         mape = {}
-        for target in TARGETS:
+        for target in targets:
             truth = targets_of([costs[k] for k in new], target)
             guess = predictors[target].predict([by_key[k] for k in new])
             mape[target] = 100 * float(np.mean(np.abs(guess / truth - 1))) if new else 0.0
