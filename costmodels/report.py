@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from scipy.stats import kendalltau
 
 from costmodels.errors import CostModelError
 from costmodels.io_utils import atomic_write_bytes, atomic_write_text
@@ -79,15 +80,21 @@ def _lut_section(lut: LoadedLUT, label: str, title: str, image: str) -> tuple[li
     lines += [f"{len(lut.layers)} layers, {len(lut.entries)} rows. Original network: {cycles:,} cycles, "
               f"{latency * 1e3:.3f} ms ({1 / latency:.1f} images/s) at batch 1; the fastest option of every "
               f"layer together: {best:,} cycles ({cycles / best if best else float('nan'):.2f}x faster).", "",
-              "| layer | original cycles | candidates | fastest option | its cycles | speed-up | efficient ranks (MACs vs cycles) |",
-              "|---|---:|---:|---|---:|---:|---|"]
+              "Kendall tau: MACs against cycles over the layer's candidates (1 = FLOPs rank them as the target does).",
+              "",
+              "| layer | original cycles | candidates | fastest option | its cycles | speed-up | Kendall tau | "
+              "efficient ranks (MACs vs cycles) |",
+              "|---|---:|---:|---|---:|---:|---:|---|"]
     for layer, quickest in zip(lut.layers, fastest):
         original = lut.original(layer)
         candidates = lut.candidates(layer)
         front = ", ".join(f"{e.r1}" if e.r1 == e.r2 else f"{e.r1}/{e.r2}" for e in efficient_candidates(list(candidates)))
         option = "original" if quickest.is_original else f"r1={quickest.r1}, r2={quickest.r2}"
+        tau = (f"{kendalltau([c.macs for c in candidates], [c.cycles for c in candidates]).statistic:.3f}"
+               if len(candidates) > 1 else "-")
         lines.append(f"| {layer} | {original.cycles:,} | {len(candidates)} | {option} | {quickest.cycles:,} | "
-                     f"{original.cycles / quickest.cycles if quickest.cycles else float('nan'):.2f}x | {front or '-'} |")
+                     f"{original.cycles / quickest.cycles if quickest.cycles else float('nan'):.2f}x | {tau} | "
+                     f"{front or '-'} |")
     lines += ["", f"![latency vs MACs]({image})", ""]
     return lines, {image: _pareto_plot(lut, title)}
 

@@ -22,6 +22,8 @@ def test_build_folder_report_has_layers_and_plot(tmp_path, capsys):
     assert f"Original network: {original:,} cycles" in text
     for layer in {r.layer for r in lut.rows}:
         assert f"| {layer} |" in text
+    row = next(line for line in text.splitlines() if line.startswith("| layer3.0.conv2 |"))
+    assert 0.5 < float(row.split(" | ")[6]) <= 1.0       # its Kendall tau of MACs vs cycles
     assert (tmp_path / "lut-pareto.png").read_bytes()[:4] == b"\x89PNG"
     assert "wrote" in capsys.readouterr().out
 
