@@ -99,7 +99,8 @@ class DeviceTarget:
                 ("clock", CLOCKS[self.clock]),
                 ("torch_version", self.torch_version), ("cudnn_version", self.cudnn_version),
                 ("device_fingerprint", self.content_hash),
-                ("cycles", "nanoseconds (a nominal 1 GHz timebase); latency_s is the measured median"),
+                ("cycles", "nanoseconds (a nominal 1 GHz timebase); latency_s is the measured median, or the "
+                           "estimate in rows whose source is predicted"),
                 ("timing", TIMING_METHOD))
 
 
