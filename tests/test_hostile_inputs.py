@@ -23,6 +23,8 @@ from pathlib import Path
 
 import pytest
 
+from hostile_helpers import assert_refused, run, tree
+
 from costmodels.cli.main import main
 from costmodels.lut.export import MAX_LUT_BYTES
 from costmodels.network.extract import MAX_ONNX_BYTES
@@ -35,23 +37,10 @@ DEEP = "[" * 5000 + "]" * 5000 + "\n"
 PROBLEM = ("problem:\n  shape: {name: CNN-Layer}\n  instance: {C: 16, M: 16, R: 3, S: 3, N: 1, P: 8, Q: 8}\n")
 
 
-def run(capsys, *argv: str) -> tuple[int, str, str]:
-    code = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
-def tree(root: Path) -> set[str]:
-    return {str(p.relative_to(root)) for p in root.rglob("*")}
 
 
-def assert_refused(code: int, err: str, command: str, culprit: str) -> None:
-    """Exit 2, one error line that names the culprit, no traceback."""
-    assert "Traceback" not in err, err
-    errors = [line for line in err.splitlines() if line.startswith("costmodel")]
-    assert code == 2, err
-    assert len(errors) == 1 and errors[0].startswith(f"costmodel {command}: error: "), err
-    assert re.search(culprit, errors[0]), (culprit, errors[0])
 
 
 def hostile_file(folder: Path, kind: str, name: str, valid: bytes = b"", limit: int = MAX_FILE_BYTES) -> Path:

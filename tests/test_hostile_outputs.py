@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from hostile_helpers import assert_refused, run, tree
+
 from costmodels.cli.main import main
 
 FOLDER_COMMANDS = {   # command -> (argv, the files it writes)
@@ -31,22 +33,10 @@ FILE_COMMANDS = {   # command -> argv before the output file (appended, or given
 ROOT = os.geteuid() == 0 if hasattr(os, "geteuid") else False
 
 
-def run(capsys, *argv) -> tuple[int, str, str]:
-    code = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
-def tree(root: Path) -> set[str]:
-    return {str(p.relative_to(root)) for p in root.rglob("*")}
 
 
-def assert_refused(code: int, err: str, command: str, culprit: str) -> None:
-    assert "Traceback" not in err, err
-    errors = [line for line in err.splitlines() if line.startswith("costmodel")]
-    assert code == 2, err
-    assert len(errors) == 1 and errors[0].startswith(f"costmodel {command.split()[0]}: error: "), err
-    assert re.search(culprit, errors[0]), (culprit, errors[0])
 
 
 def bad_destination(tmp_path: Path, kind: str) -> tuple[Path, str]:

@@ -8,27 +8,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from costmodels.cli.args import add_grid_arguments, int_tuple, positive_float, positive_int, rank_grid
-
-
-def _nonnegative_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got '{text}'") from None
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got '{text}'")
-    return value
-
-
-def _nonnegative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got '{text}'") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got '{text}'")
-    return value
+from costmodels.cli.args import (add_grid_arguments, int_tuple, nonnegative_float, nonnegative_int, positive_float,
+                                 positive_int, rank_grid)
 
 
 def cmd_search(args: argparse.Namespace) -> int:
@@ -107,11 +88,11 @@ def add_search_parser(sub: Any) -> None:
     add_grid_arguments(p)
     h = p.add_argument_group("HALOC (defaults in the README)")
     h.add_argument("--steps", type=positive_int, help="alternating search steps (200)")
-    h.add_argument("--warmup-steps", type=_nonnegative_int, help="weight-only steps first (20%% of --steps)")
+    h.add_argument("--warmup-steps", type=nonnegative_int, help="weight-only steps first (20%% of --steps)")
     h.add_argument("--search-batch", type=positive_int, help="batch size of the search steps (64)")
     h.add_argument("--eta", type=positive_float, help="Eq. 7 eta (1)")
-    h.add_argument("--theta", type=_nonnegative_float, help="Eq. 7 theta (2)")
-    h.add_argument("--lambda", type=_nonnegative_float, dest="lambda_", help="Eq. 8 feature-map MSE weight (1)")
+    h.add_argument("--theta", type=nonnegative_float, help="Eq. 7 theta (2)")
+    h.add_argument("--lambda", type=nonnegative_float, dest="lambda_", help="Eq. 8 feature-map MSE weight (1)")
     h.add_argument("--penalty", choices=("hinge", "eq7"),
                    help="hinge: eta * max(E/eps, 1)^theta, penalising only overshoot (default); eq7: "
                         "eta * (E/eps)^theta as printed in the paper")
@@ -122,11 +103,11 @@ def add_search_parser(sub: Any) -> None:
     t = p.add_argument_group("training and the fixed fine-tune")
     t.add_argument("--train-epochs", type=positive_int, help="training of a zoo model (8)")
     t.add_argument("--train-lr", type=positive_float, help="(0.05)")
-    t.add_argument("--finetune-epochs", type=_nonnegative_int, help="the fixed fine-tune of every method (2)")
+    t.add_argument("--finetune-epochs", type=nonnegative_int, help="the fixed fine-tune of every method (2)")
     t.add_argument("--finetune-lr", type=positive_float, help="(0.01)")
     t.add_argument("--threads", type=positive_int,
                    help="torch CPU threads (default: torch's; 1 is fastest for tiny nets on a shared machine)")
-    t.add_argument("--hooi-iterations", type=_nonnegative_int,
+    t.add_argument("--hooi-iterations", type=nonnegative_int,
                    help="refine each chosen layer's truncated HOSVD by HOOI before fine-tuning (0)")
     t.add_argument("--model-cache", type=Path, help="folder of trained zoo models (default: the user cache)")
     t.add_argument("--no-model-cache", action="store_true", help="always train the zoo model")
