@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Regenerates results/ with the toolkit's own commands (`make results` runs it; see results/README.md).
 #   bash results/reproduce.sh [figure2] [table3] [specificity] [search] [report]   (default: all of them)
-# RESULTS_DIR (default: results/) is where the files go; REDUCED=1 runs a small version of every part
-# (ResNet-20 only, two targets, a short search) for the end-to-end test; ARCHS narrows the targets. Every part starts from an empty
-# results cache of its own, so nothing computed before this run is reused.
+# RESULTS_DIR (default: results/) is where the files go; ARCHS narrows the targets; REDUCED=1 runs a small
+# version of every part (ResNet-20 only, two targets, a short search) for the end-to-end test. The run starts
+# from an empty results cache of its own, so nothing computed before it is reused.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${RESULTS_DIR:-results}
