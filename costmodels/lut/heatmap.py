@@ -107,9 +107,9 @@ def plot_heatmap(heatmap: RankHeatmap) -> bytes:
                               heatmap.r1[0] - 0.5 * _step(heatmap.r1), heatmap.r1[-1] + 0.5 * _step(heatmap.r1)))
     ax.set_xlabel("r2 (input-side rank)")
     ax.set_ylabel("r1 (output-side rank)")
-    ticks = [r for r in heatmap.r2 if r % 32 == 0]
-    ax.set_xticks(ticks)
-    ax.set_yticks([r for r in heatmap.r1 if r % 32 == 0])
+    tick = 32 if max(heatmap.r1[-1], heatmap.r2[-1]) <= 256 else 64     # labels that do not overlap
+    ax.set_xticks([r for r in heatmap.r2 if r % tick == 0])
+    ax.set_yticks([r for r in heatmap.r1 if r % tick == 0])
     ax.grid(color="white", linewidth=0.3, alpha=0.4)
     figure.colorbar(image, ax=ax, label="latency (ms, measured median)" if heatmap.measured else
                     f"latency (ms at {heatmap.clock_hz / 1e6:g} MHz)")
