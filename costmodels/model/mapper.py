@@ -464,50 +464,49 @@ class _Estimator:
         # but advancing it still moves the tile back by the steps of the inner loops that wrap.
         axis_of = {_N: 0, _C: 1, _P: 2, _R: 2, _Q: 3, _S: 3, _M: None}
         scale = {_N: 1, _C: 1, _P: ws, _R: wd, _Q: hs, _S: hd, _M: 0}
-        zero = np.zeros(n)
-        wraps = [zero] * 4
-        moves = []          # per loop: bound, present, translation, words fetched after the move
-        for j in range(level + 1, len(self.levels)):
-            for d in nest.orders[j]:
-                bound = t[j][d]
-                if isinstance(bound, float) and bound == 1.0:
-                    continue
-                present = zero + (bound > 1) > 0
-                step = tiles[j][d] / bound * scale[d]
-                move = [(step if a == axis_of[d] else 0.0) - wraps[a] for a in range(4)]
-                if axis_of[d] is not None:
-                    wraps[axis_of[d]] = wraps[axis_of[d]] + step * present
-                moved = sum((m != 0).astype(np.int64) for m in move)
-                along_w = (moved == 1) & (move[2] != 0) & (np.abs(move[2]) < width)
-                along_h = (moved == 1) & (move[3] != 0) & (np.abs(move[3]) < height)
-                words = np.where(moved == 0, 0.0, np.where(along_w, np.abs(move[2]) * size / width,
-                                                           np.where(along_h, np.abs(move[3]) * size / height, size)))
-                moves.append((bound, present, [zero + m for m in move], words))
+        loops = [(j, d) for j in range(level + 1, len(self.levels)) for d in nest.orders[j]
+                 if not (isinstance(t[j][d], float) and t[j][d] == 1.0)]
+        count = len(loops) + 1
+        # All loops at once, one row each (innermost first): bound, and the step of the tile along
+        # its coordinate. Steps are whole numbers, so the sums below are exact in any order.
+        bounds = np.empty((len(loops), n))
+        own = np.zeros((len(loops), 4, n))      # a loop's step on its own coordinate
+        for m, (j, d) in enumerate(loops):
+            bounds[m] = t[j][d]
+            if axis_of[d] is not None:
+                own[m, axis_of[d]] = tiles[j][d] / t[j][d] * scale[d]
+        present = bounds > 1
+        # A loop's move is its step minus the steps of every inner loop that wraps (the steps so far).
+        wraps = np.zeros_like(own)
+        np.cumsum(own[:-1] * present[:-1, None, :], axis=0, out=wraps[1:])
+        move = own - wraps
+        moved = np.count_nonzero(move, axis=1)
+        along_w = (moved == 1) & (move[:, 2] != 0) & (np.abs(move[:, 2]) < width)
+        along_h = (moved == 1) & (move[:, 3] != 0) & (np.abs(move[:, 3]) < height)
+        fetched = np.where(moved == 0, 0.0, np.where(along_w, np.abs(move[:, 2]) * size / width,
+                                                     np.where(along_h, np.abs(move[:, 3]) * size / height, size)))
         # The record is a state: 0 for none, else the (1-based) index of the first present move with
         # the same translation. Dynamic program over the loops, innermost first, per entry state: the
         # fetches after the entry visit of the loops walked so far, and the state they leave behind.
-        count = len(moves) + 1
         # Translations compared through one number each: integer coordinates packed in a float. (The
         # estimate only ranks; an unlikely collision of two large translations would misrank, not
         # mislead the model.)
-        packed = [((move[0] * 65599.0 + move[1]) * 65599.0 + move[2]) * 65599.0 + move[3]
-                  for _, _, move, _ in moves]
-        canonical = []
-        for m in range(len(moves)):
-            first = np.full(n, m + 1)
-            for l in range(m - 1, -1, -1):
-                first = np.where(moves[l][1] & (packed[l] == packed[m]), l + 1, first)
-            canonical.append(first)
+        packed = ((move[:, 0] * 65599.0 + move[:, 1]) * 65599.0 + move[:, 2]) * 65599.0 + move[:, 3]
+        earlier = np.tri(len(loops), k=-1, dtype=bool)[:, :, None]       # [m, l]: l inner to m
+        same = (packed[:, None, :] == packed[None, :, :]) & present[None, :, :] & earlier
+        same |= np.eye(len(loops), dtype=bool)[:, :, None]
+        canonical = np.argmax(same, axis=1) + 1
         total = np.zeros((count, n))
         leave = np.tile(np.arange(count)[:, None], (1, n))
         rows = np.arange(n)
-        for (bound, present, _, words), record in zip(moves, canonical):
+        for m in range(len(loops)):
+            record = canonical[m]
             after = leave
-            clear, same = after == 0, after == record
-            delta = np.where(clear | same, words, size)
-            then = np.where(clear, record, np.where(same, after, 0))
-            total = total + (bound - 1) * (delta + total[then, rows])
-            leave = np.where(present, leave[then, rows], leave)
+            clear, same_record = after == 0, after == record
+            delta = np.where(clear | same_record, fetched[m], size)
+            then = np.where(clear, record, np.where(same_record, after, 0))
+            total = total + (bounds[m] - 1) * (delta + total[then, rows])
+            leave = np.where(present[m], leave[then, rows], leave)
         return size + total[0]
 
     def _refetches(self, space: str, level: int, nest: _Nest, t: _Table, tiles: _Table, above: list[_Factor]
