@@ -319,6 +319,31 @@ _Factor = float | np.ndarray
 _Table = list[list[_Factor]]
 
 
+@dataclass(frozen=True)
+class _Shape:
+    """What every data space's counts build on: per level, the tile extents, the extents below its
+    fan-out, the temporal iterations above it and its instances in use; and the compute cycles."""
+
+    tiles: _Table
+    below: _Table
+    compute: _Factor
+    above: list[_Factor]
+    instances: list[_Factor]
+
+
+@dataclass(frozen=True)
+class _LevelPart:
+    """One data space's share of one level: energy (pJ), reads and writes per compute cycle."""
+
+    energy: np.ndarray
+    read_rate: np.ndarray
+    write_rate: np.ndarray
+
+
+def _keepers(keep: tuple[frozenset[str], ...], space: str) -> tuple[int, ...]:
+    return tuple(i for i, kept in enumerate(keep) if space in kept)
+
+
 class _Estimator:
     """Access counts of a Timeloop-style model, vectorized over candidates, per instance of each level.
 
@@ -343,63 +368,88 @@ class _Estimator:
         """(cycles, energy in pJ) estimates of ``n`` candidates with temporal factors ``t`` and spatial
         factors (X times Y) ``s``. Without ``walk``, inputs that two loops move along one axis get the
         closed-form count too (quicker, not exact)."""
+        shape = self.shape(t, s)
+        parts = [self.space_part(shape, space, _keepers(nest.keep, space), nest.orders, t, s, n, walk)
+                 for space in DATA_SPACES]
+        return self.combine(shape, parts, n)
+
+    def shape(self, t: _Table, s: _Table) -> _Shape:
         n_levels = len(self.levels)
-        tiles: _Table = []          # extent of each level's tile, per dimension
-        below: _Table = []          # extent covered below each level's spatial loops
+        tiles: _Table = []
+        below: _Table = []
         for i in range(n_levels):
             inner = tiles[i - 1] if i else [1.0] * _ND
             below.append(inner)
             tiles.append([inner[d] * s[i][d] * t[i][d] for d in range(_ND)])
         per_level = [prod(t[i]) for i in range(n_levels)]
         compute = prod(per_level)
-        above: list[_Factor] = [1.0] * n_levels         # temporal iterations above each level
-        instances: list[_Factor] = [1.0] * n_levels     # instances of each level in use
+        above: list[_Factor] = [1.0] * n_levels
+        instances: list[_Factor] = [1.0] * n_levels
         for i in range(n_levels - 2, -1, -1):
             above[i] = above[i + 1] * per_level[i + 1]
             instances[i] = instances[i + 1] * prod(s[i + 1])
+        return _Shape(tiles, below, compute, above, instances)
+
+    def space_part(self, shape: _Shape, space: str, keepers: tuple[int, ...], orders: tuple[tuple[int, ...], ...],
+                   t: _Table, s: _Table, n: int, walk: bool) -> dict[int, _LevelPart]:
+        """One data space's share of each keeping level: its energy and its read and write rates. A
+        data space's counts depend only on the levels that keep it, so keep choices that differ
+        elsewhere share this part."""
+        nest = _Nest((), orders)
         zero = np.zeros(n)
-        # Per level and data space: reads, fills, updates of one instance.
-        counts = [[[zero, zero, zero] for _ in DATA_SPACES] for _ in range(n_levels)]
-        for x, space in enumerate(DATA_SPACES):
-            keepers = [i for i in range(n_levels) if space in nest.keep[i]]
-            delivered: _Factor = compute
-            previous = -1
-            for k in keepers:
-                content = delivered * prod(self._groups(space, s[i], below[i]) for i in range(previous + 1, k + 1))
-                words = _footprint(space, tiles[k], self.workload)
-                fetched: _Factor = 0.0
-                visits: _Factor = 1.0
-                if k != keepers[-1]:
-                    changes, visits, sliding = self._refetches(space, k, nest, t, tiles, above)
-                    if space != "Inputs":
-                        fetched = words * changes
-                    elif walk and self._slides_twice(k, nest, t):
-                        fetched = self._input_walk(k, nest, t, tiles, words, n)
-                    else:
-                        fetched = words * sliding
-                if space == "Outputs":
-                    partition = words * visits
-                    fills = fetched - partition if k != keepers[-1] else 0.0
-                    counts[k][x] = [content - partition, fills, content]
+        tiles, below, compute = shape.tiles, shape.below, shape.compute
+        part: dict[int, _LevelPart] = {}
+        delivered: _Factor = compute
+        previous = -1
+        for k in keepers:
+            content = delivered * prod(self._groups(space, s[i], below[i]) for i in range(previous + 1, k + 1))
+            words = _footprint(space, tiles[k], self.workload)
+            fetched: _Factor = 0.0
+            visits: _Factor = 1.0
+            if k != keepers[-1]:
+                changes, visits, sliding = self._refetches(space, k, nest, t, tiles, shape.above)
+                if space != "Inputs":
+                    fetched = words * changes
+                elif walk and self._slides_twice(k, nest, t):
+                    fetched = self._input_walk(k, nest, t, tiles, words, n)
                 else:
-                    counts[k][x] = [content, fetched, 0.0]
-                delivered, previous = fetched, k
+                    fetched = words * sliding
+            if space == "Outputs":
+                partition = words * visits
+                fills = fetched - partition if k != keepers[-1] else 0.0
+                counts = (content - partition, fills, content)
+            else:
+                counts = (content, fetched, 0.0)
+            reads, fills, updates = (np.rint(zero + c) for c in counts)
+            level = self.levels[k]
+            charged = np.minimum(shape.instances[k], level.clusters)
+            energy = charged * (np.ceil(reads / level.block) * level.read_energy
+                                + np.ceil(fills / level.block) * level.write_energy
+                                + np.ceil(updates / level.block) * level.write_energy)
+            part[k] = _LevelPart(energy, reads / compute, (updates + fills) / compute)
+            delivered, previous = fetched, k
+        return part
+
+    def combine(self, shape: _Shape, parts: Sequence[dict[int, _LevelPart]], n: int,
+                rows: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(cycles, energy) from each data space's part (of the given ``rows`` only, if any), summed in
+        the model's order: levels outermost, then data spaces."""
+        zero = np.zeros(n)
+        compute = shape.compute if rows is None or not isinstance(shape.compute, np.ndarray) else shape.compute[rows]
+        pick = (lambda v: v) if rows is None else (lambda v: v[rows])
         energy = zero + self.workload.macs * self.mac_energy
         cycles = compute + zero
         for i, level in enumerate(self.levels):
-            rounded = [[np.rint(zero + c) for c in counts[i][x]] for x in range(len(DATA_SPACES))]
-            charged = np.minimum(instances[i], level.clusters)
-            for reads, fills, updates in rounded:
-                energy = energy + charged * (np.ceil(reads / level.block) * level.read_energy
-                                                  + np.ceil(fills / level.block) * level.write_energy
-                                                  + np.ceil(updates / level.block) * level.write_energy)
+            shares = [part[i] for part in parts if i in part]
+            for share in shares:
+                energy = energy + pick(share.energy)
             if level.read_bandwidth is None and level.write_bandwidth is None:
                 continue
             # The model's (and Timeloop's) floating-point steps, so that the ceiling agrees.
             read_rate = write_rate = zero
-            for reads, fills, updates in rounded:
-                read_rate = read_rate + reads / compute
-                write_rate = write_rate + (updates + fills) / compute
+            for share in shares:
+                read_rate = read_rate + pick(share.read_rate)
+                write_rate = write_rate + pick(share.write_rate)
             slowdown = np.ones(n)
             for rate, bandwidth in ((read_rate, level.read_bandwidth), (write_rate, level.write_bandwidth)):
                 if bandwidth is not None:
@@ -567,9 +617,10 @@ class _Shortlist:
     """One keep choice's best candidates by the quick estimate, ready for the full one."""
 
     keep: tuple[frozenset[str], ...]
-    columns: np.ndarray               # temporal factors of every legal candidate (one row each)
+    columns: np.ndarray               # temporal factors of every candidate of the batch (one row each)
     which: np.ndarray                 # per row, its spatial assignment within the batch
-    rows: np.ndarray                  # the shortlisted rows, best first
+    rows: np.ndarray                  # the shortlisted rows, best first, numbered among this choice's legal rows
+    picks: np.ndarray                 # the same rows, numbered in ``columns``
     t: _Table                         # their temporal factors
     s: _Table                         # their spatial factors
     orders: tuple[tuple[int, ...], ...]                  # starting loop orders
@@ -661,35 +712,76 @@ class _Search:
         return ", ".join(f"{level.name} {level.size} words" for level in self.levels if level.size is not None)
 
     # --- enumeration ---
-    def _shortlist(self, batch: list[_Spatial], keep: tuple[frozenset[str], ...],
-                   least: tuple[frozenset[str], ...], loosest: list[tuple[int, np.ndarray]]) -> _Shortlist | None:
-        """The legal candidates of spatial assignments with equal compute cycles under one keep choice
-        (from those legal when levels keep only what they must, ``loosest``), cut to the best by the
-        estimate with the closed-form sliding-window count (exact unless two loops above a tile move
-        inputs along one axis) under the starting loop orders."""
-        every_slot = list(range(len(self.slots)))
-        parts = loosest if keep == least else [
-            (k, columns[self._fits(columns, every_slot, self._base(batch[k]), keep)]) for k, columns in loosest]
-        parts = [(k, columns) for k, columns in parts if columns.shape[0]]
-        if not parts:
-            return None
-        columns = np.concatenate([columns for _, columns in parts])
-        which = np.concatenate([np.full(columns.shape[0], k) for k, columns in parts])
+    def _shortlists(self, batch: list[_Spatial], keeps: list[tuple[frozenset[str], ...]],
+                    least: tuple[frozenset[str], ...], loosest: list[tuple[int, np.ndarray]]) -> list[_Shortlist]:
+        """Per keep choice, the legal candidates of spatial assignments with equal compute cycles (from
+        those legal when levels keep only what they must, ``loosest``), cut to the best by the estimate
+        with the closed-form sliding-window count (exact unless two loops above a tile move inputs along
+        one axis) under the keep choice's starting loop orders.
+
+        Every keep choice is estimated on all of ``loosest`` at once: a data space's counts depend only
+        on the levels that keep it, so each data space is counted once per distinct set of keeping
+        levels and the keep choices combine those parts. Loops that are 1 on every legal row of a keep
+        choice count as nothing there, so the one set of starting orders (the moving loops of all rows)
+        gives each keep choice's rows the counts its own starting orders give."""
+        columns = np.concatenate([columns for _, columns in loosest])
+        which = np.concatenate([np.full(columns.shape[0], k) for k, columns in loosest])
         n = columns.shape[0]
         t: _Table = [[float(f or 1) for f in level.temporal_fixed] for level in self.levels]
         for c, (i, d) in enumerate(self.slots):
             t[i][d] = _shared_or_each(columns[:, c])
-        s: _Table = [[_shared_or_each(np.array([sp.x[i][d] * sp.y[i][d] for sp in batch])[which])
-                      for d in range(_ND)] for i in range(len(self.levels))]
-        orders, free_levels = self._start_orders(t)
-        cycles, energy = self.estimate(_Nest(keep, orders), t, s, n, walk=False)
-        keys = np.stack(_metric_values(self.metrics, cycles, energy))
-        rows = np.lexsort(keys[::-1])[:_SHORTLIST]
-        exact = None if self.estimate.walks(_Nest(keep, orders), t) else keys[:, rows]
-        shortlist = _Shortlist(keep, columns, which, rows, _rows(t, rows), _rows(s, rows), orders, free_levels,
-                               tuple(float(v) for v in keys[:, rows[0]]), exact, self.considered)
-        self.considered += n
-        return shortlist
+        factors = [[np.array([sp.x[i][d] * sp.y[i][d] for sp in batch]) for d in range(_ND)]
+                   for i in range(len(self.levels))]
+        s: _Table = [[_shared_or_each(values[which]) for values in level] for level in factors]
+        shape = self.estimate.shape(t, s)
+        loosest_orders, _ = self._start_orders(self._largest(columns.max(axis=0)))
+        parts: dict[tuple[str, tuple[int, ...]], dict[int, _LevelPart]] = {}
+        every_slot = list(range(len(self.slots)))
+        shortlists = []
+        for keep in keeps:
+            if keep == least:
+                chosen, high, low = None, columns.max(axis=0), columns.min(axis=0)
+            else:
+                legal = np.concatenate([self._fits(part, every_slot, self._base(batch[k]), keep)
+                                        for k, part in loosest])
+                if not legal.any():
+                    continue
+                chosen = np.flatnonzero(legal)
+                high = columns.max(axis=0, where=legal[:, None], initial=0)
+                low = columns.min(axis=0, where=legal[:, None], initial=np.iinfo(np.int64).max)
+            count = n if chosen is None else len(chosen)
+            orders, free_levels = self._start_orders(self._largest(high))
+            for space in DATA_SPACES:
+                held = (space, _keepers(keep, space))
+                if held not in parts:
+                    parts[held] = self.estimate.space_part(shape, space, held[1], loosest_orders, t, s, n, walk=False)
+            cycles, energy = self.estimate.combine(
+                shape, [parts[(space, _keepers(keep, space))] for space in DATA_SPACES], count, chosen)
+            keys = np.stack(_metric_values(self.metrics, cycles, energy))
+            rows = np.lexsort(keys[::-1])[:_SHORTLIST]
+            picks = rows if chosen is None else chosen[rows]
+            # The factors of the shortlisted rows; a slot shared by all of the keep choice's rows stays one
+            # number, as the estimate's shortcuts expect.
+            shortlist_t: _Table = [[float(f or 1) for f in level.temporal_fixed] for level in self.levels]
+            for c, (i, d) in enumerate(self.slots):
+                shortlist_t[i][d] = float(low[c]) if low[c] == high[c] else columns[picks, c].astype(np.float64)
+            present = np.unique(which if chosen is None else which[chosen])
+            shortlist_s: _Table = [[float(values[present[0]]) if (values[present] == values[present[0]]).all()
+                                    else values[which[picks]].astype(np.float64) for values in level]
+                                   for level in factors]
+            exact = None if self.estimate.walks(_Nest(keep, orders), shortlist_t) else keys[:, rows]
+            shortlists.append(_Shortlist(keep, columns, which, rows, picks, shortlist_t, shortlist_s, orders,
+                                         free_levels, tuple(float(v) for v in keys[:, rows[0]]), exact,
+                                         self.considered))
+            self.considered += count
+        return shortlists
+
+    def _largest(self, high: np.ndarray) -> list[list[float]]:
+        """Per level and dimension, the largest temporal factor, given each free slot's largest."""
+        largest = [[float(f or 1) for f in level.temporal_fixed] for level in self.levels]
+        for c, (i, d) in enumerate(self.slots):
+            largest[i][d] = float(high[c])
+        return largest
 
     def _candidates(self, batch: list[_Spatial], shortlist: _Shortlist,
                     orders: tuple[tuple[int, ...], ...]) -> list[_Candidate]:
@@ -702,14 +794,14 @@ class _Search:
             cycles, energy = self.estimate(nest, shortlist.t, shortlist.s, len(rows))
             keys = np.stack(_metric_values(self.metrics, cycles, energy))
         order = np.lexsort(keys[::-1])[:_PRICED]
-        keys, ranked = keys[:, order], rows[order]
+        keys, ranked, picked = keys[:, order], rows[order], shortlist.picks[order]
         candidates = []
-        for k, r in enumerate(ranked):
+        for k, (r, p) in enumerate(zip(ranked, picked)):
             temporal = [[level.temporal_fixed[d] or 1 for d in range(_ND)] for level in self.levels]
             for c, (i, d) in enumerate(self.slots):
-                temporal[i][d] = int(shortlist.columns[r, c])
+                temporal[i][d] = int(shortlist.columns[p, c])
             candidates.append(_Candidate(tuple(float(v) for v in keys[:, k]), shortlist.base + int(r), nest,
-                                         batch[shortlist.which[r]], tuple(tuple(level) for level in temporal)))
+                                         batch[shortlist.which[p]], tuple(tuple(level) for level in temporal)))
         return candidates
 
     def _batch_candidates(self, batch: list[_Spatial], keeps: list[tuple[frozenset[str], ...]],
@@ -721,7 +813,9 @@ class _Search:
         least = tuple(frozenset.intersection(*choices) for choices in zip(*keeps))
         loosest = [(k, self._temporal_columns(spatial, least, residual)) for k, spatial in enumerate(batch)]
         loosest = [(k, columns) for k, columns in loosest if columns.shape[0]]
-        shortlists = [sl for keep in keeps if (sl := self._shortlist(batch, keep, least, loosest)) is not None]
+        if not loosest:
+            return []
+        shortlists = self._shortlists(batch, keeps, least, loosest)
         if not shortlists:
             return []
         lead = min(sl.best for sl in shortlists)
@@ -795,7 +889,8 @@ class _Search:
             fits &= sum(_footprint(space, extent, self.workload) for space in keep[i]) <= level.size
         return fits
 
-    def _start_orders(self, t: _Table) -> tuple[tuple[tuple[int, ...], ...], list[tuple[int, tuple, tuple]]]:
+    def _start_orders(self, largest: list[list[float]]
+                      ) -> tuple[tuple[tuple[int, ...], ...], list[tuple[int, tuple, tuple]]]:
         """Loop order per level: the constraint's, completed with the loops that move, then unit loops;
         and the levels whose order is free to choose (level, fixed prefix, moving loops)."""
         orders = []
@@ -804,7 +899,7 @@ class _Search:
             prefix = level.temporal_prefix
             rest = tuple(d for d in range(_ND) if d not in prefix)
             # Only loops that exceed 1 somewhere need an order; the others go outermost, in a fixed order.
-            moving = tuple(d for d in rest if np.max(t[i][d]) > 1)
+            moving = tuple(d for d in rest if largest[i][d] > 1)
             orders.append(prefix + moving + tuple(d for d in rest if d not in moving))
             # The innermost level's order cannot change any access count, as in Timeloop.
             if i > 0 and len(moving) > 1:
@@ -875,11 +970,6 @@ class _Search:
                 spatial_order=tuple(DIMENSIONS[d] for d in spatial_order),
                 keep=candidate.nest.keep[i]))
         return Mapping(tuple(levels))
-
-
-def _rows(table: _Table, rows: np.ndarray) -> _Table:
-    """The factors of some candidates only."""
-    return [[f[rows] if isinstance(f, np.ndarray) else f for f in level] for level in table]
 
 
 @lru_cache(maxsize=None)
