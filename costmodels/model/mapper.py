@@ -548,15 +548,17 @@ class _Estimator:
         canonical = np.argmax(same, axis=1) + 1
         total = np.zeros((count, n))
         leave = np.tile(np.arange(count)[:, None], (1, n))
-        rows = np.arange(n)
+        column = np.arange(n)
         for m in range(len(loops)):
+            if not present[m].any():
+                continue        # a loop of 1 everywhere adds nothing and keeps every record
             record = canonical[m]
-            after = leave
-            clear, same_record = after == 0, after == record
+            clear, same_record = leave == 0, leave == record
             delta = np.where(clear | same_record, fetched[m], size)
-            then = np.where(clear, record, np.where(same_record, after, 0))
-            total = total + (bounds[m] - 1) * (delta + total[then, rows])
-            leave = np.where(present[m], leave[then, rows], leave)
+            # The record each entry state meets at the loop's next iteration, as a flat index.
+            then = np.where(clear, record, leave * same_record) * n + column
+            total += (bounds[m] - 1) * (delta + total.take(then))
+            leave = np.where(present[m], leave.take(then), leave)
         return size + total[0]
 
     def _refetches(self, space: str, level: int, nest: _Nest, t: _Table, tiles: _Table, above: list[_Factor]
