@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Sequence
-from dataclasses import astuple, dataclass, replace
+from dataclasses import astuple, dataclass, field, replace
 from functools import cached_property, lru_cache
 from math import ceil, prod
 
@@ -630,6 +630,7 @@ class _Shortlist:
     best: _Key                        # the quick estimate of the best row
     exact: np.ndarray | None          # the rows' keys where the quick estimate is the full one
     base: int                         # enumeration number of the first row
+    scored: dict = field(default_factory=dict)     # full-estimate keys of the rows, per loop orders
 
 
 class _Search:
@@ -744,7 +745,9 @@ class _Search:
             if keep == least:
                 chosen, high, low = None, columns.max(axis=0), columns.min(axis=0)
             else:
-                legal = np.concatenate([self._fits(part, every_slot, self._base(batch[k]), keep)
+                # Rows of ``loosest`` fit every level that keeps no more than it must.
+                grown = [i for i in range(len(self.levels)) if keep[i] != least[i]]
+                legal = np.concatenate([self._fits(part, every_slot, self._base(batch[k]), keep, grown)
                                         for k, part in loosest])
                 if not legal.any():
                     continue
@@ -790,11 +793,7 @@ class _Search:
         """The best candidates of a shortlist by the full estimate under the given loop orders."""
         nest = _Nest(shortlist.keep, orders)
         rows = shortlist.rows
-        if orders == shortlist.orders and shortlist.exact is not None:
-            keys = shortlist.exact
-        else:
-            cycles, energy = self.estimate(nest, shortlist.t, shortlist.s, len(rows))
-            keys = np.stack(_metric_values(self.metrics, cycles, energy))
+        keys = self._keys(shortlist, orders)
         order = np.lexsort(keys[::-1])[:_PRICED]
         keys, ranked, picked = keys[:, order], rows[order], shortlist.picks[order]
         candidates = []
@@ -825,7 +824,7 @@ class _Search:
         chosen: dict[int, tuple[tuple[int, ...], ...]] = {}
         for k, sl in enumerate(shortlists):
             if close[k]:
-                chosen[k] = self._orders(sl.keep, sl.orders, sl.free_levels, sl.t, sl.s, len(sl.rows))
+                chosen[k] = self._orders(sl)
         found = list(dict.fromkeys(chosen.values()))
         for k, sl in enumerate(shortlists):
             if not close[k]:
@@ -833,9 +832,20 @@ class _Search:
                 chosen[k] = min(trials, key=lambda trial: self._best_key(sl, trial))
         return [c for k, sl in enumerate(shortlists) for c in self._candidates(batch, sl, chosen[k])]
 
+    def _keys(self, shortlist: _Shortlist, orders: tuple[tuple[int, ...], ...]) -> np.ndarray:
+        """The objective's values of the shortlisted rows by the full estimate under ``orders``
+        (metrics x rows), estimated once per orders."""
+        if orders not in shortlist.scored:
+            if orders == shortlist.orders and shortlist.exact is not None:
+                shortlist.scored[orders] = shortlist.exact
+            else:
+                cycles, energy = self.estimate(_Nest(shortlist.keep, orders), shortlist.t, shortlist.s,
+                                               len(shortlist.rows))
+                shortlist.scored[orders] = np.stack(_metric_values(self.metrics, cycles, energy))
+        return shortlist.scored[orders]
+
     def _best_key(self, shortlist: _Shortlist, orders: tuple[tuple[int, ...], ...]) -> _Key:
-        cycles, energy = self.estimate(_Nest(shortlist.keep, orders), shortlist.t, shortlist.s, len(shortlist.rows))
-        keys = np.stack(_metric_values(self.metrics, cycles, energy))
+        keys = self._keys(shortlist, orders)
         return tuple(float(v) for v in keys[:, np.lexsort(keys[::-1])[0]])
 
     def _temporal_columns(self, spatial: _Spatial, keep: tuple[frozenset[str], ...], residual: tuple[int, ...]
@@ -876,12 +886,13 @@ class _Search:
         fixed = [[level.temporal_fixed[d] or 1 for d in range(_ND)] for level in self.levels]
         return np.cumprod(np.array(fixed) * np.array(spatial_factors), axis=0)
 
-    def _fits(self, columns: np.ndarray, placed: list[int], base: np.ndarray, keep: tuple[frozenset[str], ...]
-              ) -> np.ndarray:
-        """Which rows of partial temporal factors (columns for the slots in ``placed``) fit every buffer."""
+    def _fits(self, columns: np.ndarray, placed: list[int], base: np.ndarray, keep: tuple[frozenset[str], ...],
+              checked: Sequence[int] | None = None) -> np.ndarray:
+        """Which rows of partial temporal factors (columns for the slots in ``placed``) fit every buffer
+        (of the ``checked`` levels only, if given)."""
         fits = np.ones(columns.shape[0], dtype=bool)
         for i, level in enumerate(self.levels):
-            if level.size is None or not keep[i]:
+            if level.size is None or not keep[i] or (checked is not None and i not in checked):
                 continue
             extent = [int(base[i, d]) for d in range(_ND)]
             for c, position in enumerate(placed):
@@ -908,24 +919,14 @@ class _Search:
                 free_levels.append((i, prefix, moving))
         return tuple(orders), free_levels
 
-    def _orders(self, keep: tuple[frozenset[str], ...], current: tuple[tuple[int, ...], ...],
-                free_levels: list[tuple[int, tuple, tuple]], t: _Table, s: _Table, n: int
-                ) -> tuple[tuple[int, ...], ...]:
-        """Free loop orders by coordinate descent on the estimate of the given candidates."""
+    def _orders(self, shortlist: _Shortlist) -> tuple[tuple[int, ...], ...]:
+        """Free loop orders by coordinate descent on the estimate of a shortlist's rows."""
+        current, free_levels = shortlist.orders, shortlist.free_levels
         if not free_levels:
             return current
-
-        scores: dict[tuple[tuple[int, ...], ...], _Key] = {}
-
-        def score(trial: tuple[tuple[int, ...], ...]) -> _Key:
-            # The last pass of the descent revisits orders already scored.
-            if trial not in scores:
-                cycles, energy = self.estimate(_Nest(keep, trial), t, s, n)
-                keys = np.stack(_metric_values(self.metrics, cycles, energy))
-                scores[trial] = tuple(float(v) for v in keys[:, np.lexsort(keys[::-1])[0]])
-            return scores[trial]
-
-        best = score(current)
+        # The shortlist keeps every orders' estimate: the last pass of the descent revisits orders already
+        # scored, and the chosen orders' rows are ranked again in _candidates.
+        best = self._best_key(shortlist, current)
         changed = True
         while changed:
             changed = False
@@ -933,7 +934,7 @@ class _Search:
                 for perm in _order_classes(moving):
                     trial = current[:i] + (prefix + perm + tuple(d for d in range(_ND) if d not in prefix + perm),) \
                         + current[i + 1:]
-                    value = score(trial)
+                    value = self._best_key(shortlist, trial)
                     if value < best:
                         best, current, changed = value, trial, True
         return current
