@@ -60,9 +60,6 @@ _CHECK_ROWS = 4096
 # The best candidates by the quick estimate that get the full estimate (and on which free loop
 # orders are chosen).
 _SHORTLIST = 512
-# Keep choices whose shortlist's best is within this factor of the best one (in every metric) get
-# their free loop orders searched; the others are too far behind to win.
-_DESCENT_MARGIN = 1.1
 
 
 @dataclass(frozen=True)
@@ -740,15 +737,27 @@ class _Search:
         loosest_orders, _ = self._start_orders(self._largest(columns.max(axis=0)))
         parts: dict[tuple[str, tuple[int, ...]], dict[int, _LevelPart]] = {}
         every_slot = list(range(len(self.slots)))
+        footprints: dict[tuple[int, str], np.ndarray] = {}
+
+        def footprint(i: int, space: str) -> np.ndarray:
+            """Words of ``space`` in level ``i``'s tile, every row; the same for every keep choice."""
+            if (i, space) not in footprints:
+                footprints[(i, space)] = np.concatenate([
+                    np.broadcast_to(_footprint(space, self._extent(part, every_slot, self._base(batch[k]), i),
+                                               self.workload), part.shape[0])
+                    for k, part in loosest])
+            return footprints[(i, space)]
+
         shortlists = []
         for keep in keeps:
             if keep == least:
                 chosen, high, low = None, columns.max(axis=0), columns.min(axis=0)
             else:
                 # Rows of ``loosest`` fit every level that keeps no more than it must.
-                grown = [i for i in range(len(self.levels)) if keep[i] != least[i]]
-                legal = np.concatenate([self._fits(part, every_slot, self._base(batch[k]), keep, grown)
-                                        for k, part in loosest])
+                legal = np.ones(n, dtype=bool)
+                for i, level in enumerate(self.levels):
+                    if level.size is not None and keep[i] != least[i]:
+                        legal &= sum(footprint(i, space) for space in sorted(keep[i])) <= level.size
                 if not legal.any():
                     continue
                 chosen = np.flatnonzero(legal)
@@ -808,8 +817,9 @@ class _Search:
     def _batch_candidates(self, batch: list[_Spatial], keeps: list[tuple[frozenset[str], ...]],
                           residual: tuple[int, ...]) -> list[_Candidate]:
         """The best candidates of one batch over every keep choice. Free loop orders are searched (by
-        coordinate descent) for the keep choices whose shortlist comes close to the best one; the others,
-        far behind, get the better of their starting orders and the orders found for the close ones."""
+        coordinate descent) for the keep choice whose shortlist leads under the starting orders (and any
+        tied with it); the others get the better of their starting orders and the orders found for the
+        leaders."""
         # Keeping more never frees buffer space: enumerate once under the least every choice keeps.
         least = tuple(frozenset.intersection(*choices) for choices in zip(*keeps))
         loosest = [(k, self._temporal_columns(spatial, least, residual)) for k, spatial in enumerate(batch)]
@@ -820,7 +830,7 @@ class _Search:
         if not shortlists:
             return []
         lead = min(sl.best for sl in shortlists)
-        close = [all(v <= w * _DESCENT_MARGIN for v, w in zip(sl.best, lead)) for sl in shortlists]
+        close = [sl.best == lead for sl in shortlists]
         chosen: dict[int, tuple[tuple[int, ...], ...]] = {}
         for k, sl in enumerate(shortlists):
             if close[k]:
@@ -886,21 +896,25 @@ class _Search:
         fixed = [[level.temporal_fixed[d] or 1 for d in range(_ND)] for level in self.levels]
         return np.cumprod(np.array(fixed) * np.array(spatial_factors), axis=0)
 
-    def _fits(self, columns: np.ndarray, placed: list[int], base: np.ndarray, keep: tuple[frozenset[str], ...],
-              checked: Sequence[int] | None = None) -> np.ndarray:
-        """Which rows of partial temporal factors (columns for the slots in ``placed``) fit every buffer
-        (of the ``checked`` levels only, if given)."""
+    def _fits(self, columns: np.ndarray, placed: list[int], base: np.ndarray, keep: tuple[frozenset[str], ...]
+              ) -> np.ndarray:
+        """Which rows of partial temporal factors (columns for the slots in ``placed``) fit every buffer."""
         fits = np.ones(columns.shape[0], dtype=bool)
         for i, level in enumerate(self.levels):
-            if level.size is None or not keep[i] or (checked is not None and i not in checked):
+            if level.size is None or not keep[i]:
                 continue
-            extent = [int(base[i, d]) for d in range(_ND)]
-            for c, position in enumerate(placed):
-                j, d = self.slots[position]
-                if j <= i:
-                    extent[d] = extent[d] * columns[:, c]
+            extent = self._extent(columns, placed, base, i)
             fits &= sum(_footprint(space, extent, self.workload) for space in keep[i]) <= level.size
         return fits
+
+    def _extent(self, columns: np.ndarray, placed: list[int], base: np.ndarray, level: int) -> list[_Factor]:
+        """Per dimension, the extent of ``level``'s tile in rows of partial temporal factors."""
+        extent = [int(base[level, d]) for d in range(_ND)]
+        for c, position in enumerate(placed):
+            j, d = self.slots[position]
+            if j <= level:
+                extent[d] = extent[d] * columns[:, c]
+        return extent
 
     def _start_orders(self, largest: list[list[float]]
                       ) -> tuple[tuple[tuple[int, ...], ...], list[tuple[int, tuple, tuple]]]:
