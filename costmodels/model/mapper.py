@@ -60,6 +60,8 @@ _CHECK_ROWS = 4096
 # The best candidates by the quick estimate that get the full estimate (and on which free loop
 # orders are chosen).
 _SHORTLIST = 512
+# How many of a shortlist's best rows (by the quick estimate) loop orders are chosen on.
+_ORDER_ROWS = 64
 
 
 @dataclass(frozen=True)
@@ -737,15 +739,17 @@ class _Search:
         loosest_orders, _ = self._start_orders(self._largest(columns.max(axis=0)))
         parts: dict[tuple[str, tuple[int, ...]], dict[int, _LevelPart]] = {}
         every_slot = list(range(len(self.slots)))
+        extents: dict[int, list[list[_Factor]]] = {}
         footprints: dict[tuple[int, str], np.ndarray] = {}
 
         def footprint(i: int, space: str) -> np.ndarray:
             """Words of ``space`` in level ``i``'s tile, every row; the same for every keep choice."""
+            if i not in extents:
+                extents[i] = [self._extent(part, every_slot, self._base(batch[k]), i) for k, part in loosest]
             if (i, space) not in footprints:
                 footprints[(i, space)] = np.concatenate([
-                    np.broadcast_to(_footprint(space, self._extent(part, every_slot, self._base(batch[k]), i),
-                                               self.workload), part.shape[0])
-                    for k, part in loosest])
+                    np.broadcast_to(_footprint(space, extent, self.workload), part.shape[0])
+                    for extent, (_, part) in zip(extents[i], loosest)])
             return footprints[(i, space)]
 
         shortlists = []
@@ -831,15 +835,16 @@ class _Search:
             return []
         lead = min(sl.best for sl in shortlists)
         close = [sl.best == lead for sl in shortlists]
+        heads = [_head(sl, _ORDER_ROWS) for sl in shortlists]
         chosen: dict[int, tuple[tuple[int, ...], ...]] = {}
-        for k, sl in enumerate(shortlists):
+        for k, head in enumerate(heads):
             if close[k]:
-                chosen[k] = self._orders(sl)
+                chosen[k] = self._orders(head)
         found = list(dict.fromkeys(chosen.values()))
-        for k, sl in enumerate(shortlists):
+        for k, head in enumerate(heads):
             if not close[k]:
-                trials = list(dict.fromkeys([sl.orders, *found])) if sl.free_levels else [sl.orders]
-                chosen[k] = min(trials, key=lambda trial: self._best_key(sl, trial))
+                trials = list(dict.fromkeys([head.orders, *found])) if head.free_levels else [head.orders]
+                chosen[k] = min(trials, key=lambda trial: self._best_key(head, trial))
         return [c for k, sl in enumerate(shortlists) for c in self._candidates(batch, sl, chosen[k])]
 
     def _keys(self, shortlist: _Shortlist, orders: tuple[tuple[int, ...], ...]) -> np.ndarray:
@@ -1003,6 +1008,16 @@ def _order_classes(moving: tuple[int, ...]) -> tuple[tuple[int, ...], ...]:
             pattern.append((frozenset(order[:first]), sliding))
         classes.setdefault(tuple(pattern), order)
     return tuple(classes.values())
+
+
+def _head(shortlist: _Shortlist, count: int) -> _Shortlist:
+    """A shortlist cut to its first ``count`` rows."""
+    if len(shortlist.rows) <= count:
+        return shortlist
+    cut = [[f[:count] if isinstance(f, np.ndarray) else f for f in level] for level in shortlist.t]
+    cut_s = [[f[:count] if isinstance(f, np.ndarray) else f for f in level] for level in shortlist.s]
+    return replace(shortlist, rows=shortlist.rows[:count], picks=shortlist.picks[:count], t=cut, s=cut_s,
+                   exact=None if shortlist.exact is None else shortlist.exact[:, :count], scored={})
 
 
 def _shared_or_each(values: np.ndarray) -> _Factor:
