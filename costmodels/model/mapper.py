@@ -736,7 +736,13 @@ class _Search:
                    for i in range(len(self.levels))]
         s: _Table = [[_shared_or_each(values[which]) for values in level] for level in factors]
         shape = self.estimate.shape(t, s)
-        loosest_orders, _ = self._start_orders(self._largest(columns.max(axis=0)))
+        loosest_high, loosest_low = columns.max(axis=0), columns.min(axis=0)
+        loosest_orders, _ = self._start_orders(self._largest(loosest_high))
+        # The slots that vary, one contiguous row each: a keep choice's largest and smallest factor per slot.
+        varying = np.flatnonzero(loosest_high != loosest_low)
+        varying_rows = np.ascontiguousarray(columns[:, varying].T)
+        assignments = np.array([k for k, _ in loosest])
+        starts = np.cumsum([0] + [part.shape[0] for _, part in loosest[:-1]])
         parts: dict[tuple[str, tuple[int, ...]], dict[int, _LevelPart]] = {}
         every_slot = list(range(len(self.slots)))
         extents: dict[int, list[list[_Factor]]] = {}
@@ -755,7 +761,7 @@ class _Search:
         shortlists = []
         for keep in keeps:
             if keep == least:
-                chosen, high, low = None, columns.max(axis=0), columns.min(axis=0)
+                chosen, high, low = None, loosest_high, loosest_low
             else:
                 # Rows of ``loosest`` fit every level that keeps no more than it must.
                 legal = np.ones(n, dtype=bool)
@@ -765,8 +771,10 @@ class _Search:
                 if not legal.any():
                     continue
                 chosen = np.flatnonzero(legal)
-                high = columns.max(axis=0, where=legal[:, None], initial=0)
-                low = columns.min(axis=0, where=legal[:, None], initial=np.iinfo(np.int64).max)
+                high, low = loosest_high.copy(), loosest_low.copy()
+                if len(varying):
+                    legal_rows = varying_rows.take(chosen, axis=1)
+                    high[varying], low[varying] = legal_rows.max(axis=1), legal_rows.min(axis=1)
             count = n if chosen is None else len(chosen)
             orders, free_levels = self._start_orders(self._largest(high))
             for space in DATA_SPACES:
@@ -783,7 +791,8 @@ class _Search:
             shortlist_t: _Table = [[float(f or 1) for f in level.temporal_fixed] for level in self.levels]
             for c, (i, d) in enumerate(self.slots):
                 shortlist_t[i][d] = float(low[c]) if low[c] == high[c] else columns[picks, c].astype(np.float64)
-            present = np.unique(which if chosen is None else which[chosen])
+            # The spatial assignments with a legal row (``which`` runs in blocks, one per assignment).
+            present = assignments if chosen is None else assignments[np.add.reduceat(legal, starts) > 0]
             shortlist_s: _Table = [[float(values[present[0]]) if (values[present] == values[present[0]]).all()
                                     else values[which[picks]].astype(np.float64) for values in level]
                                    for level in factors]
