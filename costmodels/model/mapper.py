@@ -59,9 +59,7 @@ _PRICED = 4
 _CHECK_ROWS = 4096
 # The best candidates by the quick estimate that get the full estimate (and on which free loop
 # orders are chosen).
-_SHORTLIST = 512
-# How many of a shortlist's best rows (by the quick estimate) loop orders are chosen on.
-_ORDER_ROWS = 64
+_SHORTLIST = 64
 
 
 @dataclass(frozen=True)
@@ -844,16 +842,15 @@ class _Search:
             return []
         lead = min(sl.best for sl in shortlists)
         close = [sl.best == lead for sl in shortlists]
-        heads = [_head(sl, _ORDER_ROWS) for sl in shortlists]
         chosen: dict[int, tuple[tuple[int, ...], ...]] = {}
-        for k, head in enumerate(heads):
+        for k, sl in enumerate(shortlists):
             if close[k]:
-                chosen[k] = self._orders(head)
+                chosen[k] = self._orders(sl)
         found = list(dict.fromkeys(chosen.values()))
-        for k, head in enumerate(heads):
+        for k, sl in enumerate(shortlists):
             if not close[k]:
-                trials = list(dict.fromkeys([head.orders, *found])) if head.free_levels else [head.orders]
-                chosen[k] = min(trials, key=lambda trial: self._best_key(head, trial))
+                trials = list(dict.fromkeys([sl.orders, *found])) if sl.free_levels else [sl.orders]
+                chosen[k] = min(trials, key=lambda trial: self._best_key(sl, trial))
         return [c for k, sl in enumerate(shortlists) for c in self._candidates(batch, sl, chosen[k])]
 
     def _keys(self, shortlist: _Shortlist, orders: tuple[tuple[int, ...], ...]) -> np.ndarray:
@@ -1017,16 +1014,6 @@ def _order_classes(moving: tuple[int, ...]) -> tuple[tuple[int, ...], ...]:
             pattern.append((frozenset(order[:first]), sliding))
         classes.setdefault(tuple(pattern), order)
     return tuple(classes.values())
-
-
-def _head(shortlist: _Shortlist, count: int) -> _Shortlist:
-    """A shortlist cut to its first ``count`` rows."""
-    if len(shortlist.rows) <= count:
-        return shortlist
-    cut = [[f[:count] if isinstance(f, np.ndarray) else f for f in level] for level in shortlist.t]
-    cut_s = [[f[:count] if isinstance(f, np.ndarray) else f for f in level] for level in shortlist.s]
-    return replace(shortlist, rows=shortlist.rows[:count], picks=shortlist.picks[:count], t=cut, s=cut_s,
-                   exact=None if shortlist.exact is None else shortlist.exact[:, :count], scored={})
 
 
 def _shared_or_each(values: np.ndarray) -> _Factor:
