@@ -782,7 +782,7 @@ class _Search:
             cycles, energy = self.estimate.combine(
                 shape, [parts[(space, _keepers(keep, space))] for space in DATA_SPACES], count, chosen)
             keys = np.stack(_metric_values(self.metrics, cycles, energy))
-            rows = np.lexsort(keys[::-1])[:_SHORTLIST]
+            rows = _best_rows(keys, _SHORTLIST)
             picks = rows if chosen is None else chosen[rows]
             # The factors of the shortlisted rows; a slot shared by all of the keep choice's rows stays one
             # number, as the estimate's shortcuts expect.
@@ -1014,6 +1014,25 @@ def _order_classes(moving: tuple[int, ...]) -> tuple[tuple[int, ...], ...]:
             pattern.append((frozenset(order[:first]), sliding))
         classes.setdefault(tuple(pattern), order)
     return tuple(classes.values())
+
+
+def _best_rows(keys: np.ndarray, count: int) -> np.ndarray:
+    """The first ``count`` of ``np.lexsort(keys[::-1])`` (rows by the metrics in order, ties by row
+    number), selected by partitions before the few are sorted."""
+    pool = np.arange(keys.shape[1])
+    taken = []
+    need = count
+    for values in keys:
+        if len(pool) <= need:
+            break
+        within = values[pool]
+        cut = np.partition(within, need - 1)[need - 1]
+        better = within < cut
+        taken.append(pool[better])
+        need -= int(better.sum())
+        pool = pool[within == cut]      # tied on every metric so far; the next one decides
+    chosen = np.sort(np.concatenate([*taken, pool[:need]]))
+    return chosen[np.lexsort(keys[::-1][:, chosen])]
 
 
 def _shared_or_each(values: np.ndarray) -> _Factor:
