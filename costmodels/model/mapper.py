@@ -417,13 +417,20 @@ class _Estimator:
                 counts = (content - partition, fills, content)
             else:
                 counts = (content, fetched, 0.0)
-            reads, fills, updates = (np.rint(zero + c) for c in counts)
             level = self.levels[k]
+            # Counts that are 0 for every candidate add nothing (exactly) and are left out; a block of 1
+            # word needs no rounding up of whole counts.
+            reads, fills, updates = (None if isinstance(c, float) and c == 0.0 else np.rint(zero + c) for c in counts)
+            blocks = [(np.ceil(c / level.block) if level.block != 1 else c, energy)
+                      for c, energy in ((reads, level.read_energy), (fills, level.write_energy),
+                                        (updates, level.write_energy)) if c is not None]
+            accesses: _Factor | None = None
+            for n_blocks, energy in blocks:
+                accesses = n_blocks * energy if accesses is None else accesses + n_blocks * energy
+            written = [c for c in (updates, fills) if c is not None]
             charged = np.minimum(shape.instances[k], level.clusters)
-            energy = charged * (np.ceil(reads / level.block) * level.read_energy
-                                + np.ceil(fills / level.block) * level.write_energy
-                                + np.ceil(updates / level.block) * level.write_energy)
-            part[k] = _LevelPart(energy, reads / compute, (updates + fills) / compute)
+            part[k] = _LevelPart(charged * (zero if accesses is None else accesses), (zero if reads is None else reads) / compute,
+                                 (sum(written[1:], written[0]) if written else zero) / compute)
             delivered, previous = fetched, k
         return part
 
@@ -573,7 +580,11 @@ class _Estimator:
                 if isinstance(bound, float) and bound == 1.0:
                     continue
                 if d not in relevant:
-                    reuse = np.where(searching, reuse * bound, reuse)
+                    # Where the innermost relevant loop is already found, the tile is not reused further.
+                    if searching is True:
+                        reuse = reuse * bound
+                    elif searching is not False:
+                        reuse = np.where(searching, reuse * bound, reuse)
                     continue
                 visits = visits * bound
                 innermost = searching & (bound > 1)
@@ -587,6 +598,8 @@ class _Estimator:
                     fraction = np.where(reuse > 1, 1.0, fraction)
                     slide = np.where(innermost, (1 + (bound - 1) * fraction) / bound, slide)
                 searching = searching & (bound == 1)
+                if isinstance(searching, np.ndarray) and not searching.any():
+                    searching = False
         changes = above[level] / reuse
         return changes, visits, changes * slide
 
@@ -887,6 +900,12 @@ class _Search:
         # Fewest choices first keeps the partial products small while the buffers prune them.
         splits.sort(key=lambda split: split[0].shape[0])
         base = self._base(spatial)
+        # A dimension's split that overflows a buffer with every other dimension at its minimum overflows
+        # in every row it would join: drop it before the product (the rows left, and their order, are
+        # those the product would keep).
+        splits = [(options[self._fits(options, positions, base, keep)], positions) for options, positions in splits]
+        if any(options.shape[0] == 0 for options, _ in splits):
+            return np.zeros((0, len(self.slots)), dtype=np.int64)
         columns = np.ones((1, 0), dtype=np.int64)
         placed: list[int] = []
         for step, (options, positions) in enumerate(splits):
