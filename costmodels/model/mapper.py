@@ -771,16 +771,16 @@ class _Search:
 
         shortlists = []
         for keep in keeps:
-            if keep == least:
+            # Rows of ``loosest`` fit every level that keeps no more than it must.
+            legal = np.ones(n, dtype=bool)
+            for i, level in enumerate(self.levels):
+                if level.size is not None and keep[i] != least[i]:
+                    legal &= sum(footprint(i, space) for space in sorted(keep[i])) <= level.size
+            if legal.all():
                 chosen, high, low = None, loosest_high, loosest_low
+            elif not legal.any():
+                continue
             else:
-                # Rows of ``loosest`` fit every level that keeps no more than it must.
-                legal = np.ones(n, dtype=bool)
-                for i, level in enumerate(self.levels):
-                    if level.size is not None and keep[i] != least[i]:
-                        legal &= sum(footprint(i, space) for space in sorted(keep[i])) <= level.size
-                if not legal.any():
-                    continue
                 chosen = np.flatnonzero(legal)
                 high, low = loosest_high.copy(), loosest_low.copy()
                 if len(varying):
