@@ -567,7 +567,8 @@ class _Estimator:
 
     def _refetches(self, space: str, level: int, nest: _Nest, t: _Table, tiles: _Table, above: list[_Factor]
                    ) -> tuple[_Factor, _Factor, _Factor]:
-        """How often the level's tile changes, how many distinct tiles it visits, and the change count
+        """How often the level's tile changes, how many distinct tiles it visits (outputs only: 1 for the
+        other data spaces, which do not need it), and the change count
         weighted by the share actually fetched (sliding windows of inputs)."""
         relevant = _RELEVANT[space]
         reuse: _Factor = 1.0
@@ -586,9 +587,10 @@ class _Estimator:
                     elif searching is not False:
                         reuse = np.where(searching, reuse * bound, reuse)
                     continue
-                visits = visits * bound
-                innermost = searching & (bound > 1)
-                if space == "Inputs" and d in self.steps and np.any(innermost):
+                if space == "Outputs":      # only outputs need the distinct tiles (their first visits)
+                    visits = visits * bound
+                innermost = searching & (bound > 1) if space == "Inputs" and d in self.steps else False
+                if innermost is not False and np.any(innermost):
                     own, other = tiles[level][d], tiles[level][self.partner[d]]
                     extent = (own - 1) * self.steps[d] + (other - 1) * self.steps[self.partner[d]] + 1
                     shift = tiles[j][d] / bound * self.steps[d]
