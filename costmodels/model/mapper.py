@@ -471,7 +471,8 @@ class _Estimator:
         count = spatial[_N] * spatial[_C]
         for a, b in ((_P, _R), (_Q, _S)):
             fa, fb = spatial[a], spatial[b]
-            if not np.any((fa > 1) & (fb > 1)):
+            if (isinstance(fa, float) and fa == 1.0) or (isinstance(fb, float) and fb == 1.0) \
+                    or not np.any((fa > 1) & (fb > 1)):
                 count = count * fa * fb
                 continue
             # Both a window dimension and its filter dimension spread here: children can share windows.
