@@ -9,14 +9,21 @@ sampling it, the search enumerates it in an order that lets most of it go unscor
    cycles of every mapping that extends them, so under a delay-first objective whole groups are cut once
    a mapping no slower than their bound is known.
 2. Temporal factorizations of what remains, one dimension at a time as whole numpy arrays, dropping a
-   partial assignment as soon as a buffer overflows with the dimensions not yet placed at their minimum.
+   dimension's split that overflows a buffer on its own before the product, and a partial assignment
+   as soon as a buffer overflows with the dimensions not yet placed at their minimum.
 3. Every survivor gets a fast access-count estimate (the reuse analysis of a Timeloop-style model,
-   vectorized over thousands of candidates). The estimate only ranks; the few best candidates are then
-   priced by the real model (`model.evaluate`), which alone decides the answer.
+   vectorized over thousands of candidates), every keep/bypass choice at once: a data space's counts
+   depend only on the levels that keep it, so each data space is counted once per set of keeping
+   levels and the keep choices add up those parts. The estimate only ranks; per keep choice the best
+   (``_SHORTLIST``) get the full estimate, and the few best of all are priced by the real model
+   (`model.evaluate`), which alone decides the answer.
 
 Loop orders fixed by constraints are used as given. Where a level's order is free, it is chosen per
 level by coordinate descent on the estimate, over one order per distinct reuse pattern (orders that
-differ only in unit loops, or in loops that reuse the same tiles, are one).
+differ only in unit loops, or in loops that reuse the same tiles, are one), for the keep choice that
+leads under the starting orders; the other keep choices take the better of their starting orders and
+the leader's. The shortlist's size and the descent for the leader only are heuristic cuts (see
+docs/assumptions.md): on the reference workloads they lose nothing.
 """
 
 from __future__ import annotations
@@ -57,8 +64,9 @@ _PADDABLE = (_C, _M, _P, _Q)   # zero channels or discarded output pixels; R/S/N
 _PRICED = 4
 # Partial temporal factorizations are checked against the buffers once they exceed this many rows.
 _CHECK_ROWS = 4096
-# The best candidates by the quick estimate that get the full estimate (and on which free loop
-# orders are chosen).
+# The best candidates of each keep choice by the quick estimate that get the full estimate (and on which
+# free loop orders are chosen). A heuristic cut: on every reference workload, 512 finds mappings of
+# the same cycles and energy.
 _SHORTLIST = 64
 
 
