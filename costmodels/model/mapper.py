@@ -442,26 +442,25 @@ class _Estimator:
             delivered, previous = fetched, k
         return part
 
-    def combine(self, shape: _Shape, parts: Sequence[dict[int, _LevelPart]], n: int,
-                rows: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """(cycles, energy) from each data space's part (of the given ``rows`` only, if any), summed in
-        the model's order: levels outermost, then data spaces."""
+    def combine(self, shape: _Shape, parts: Sequence[dict[int, _LevelPart]], n: int
+                ) -> tuple[np.ndarray, np.ndarray]:
+        """(cycles, energy) from each data space's part, summed in the model's order: levels outermost,
+        then data spaces."""
         zero = np.zeros(n)
-        compute = shape.compute if rows is None or not isinstance(shape.compute, np.ndarray) else shape.compute[rows]
-        pick = (lambda v: v) if rows is None else (lambda v: v[rows])
+        compute = shape.compute
         energy = zero + self.workload.macs * self.mac_energy
         cycles = compute + zero
         for i, level in enumerate(self.levels):
             shares = [part[i] for part in parts if i in part]
             for share in shares:
-                energy = energy + pick(share.energy)
+                energy = energy + share.energy
             if level.read_bandwidth is None and level.write_bandwidth is None:
                 continue
             # The model's (and Timeloop's) floating-point steps, so that the ceiling agrees.
             read_rate = write_rate = zero
             for share in shares:
-                read_rate = read_rate + pick(share.read_rate)
-                write_rate = write_rate + pick(share.write_rate)
+                read_rate = read_rate + share.read_rate
+                write_rate = write_rate + share.write_rate
             slowdown = np.ones(n)
             for rate, bandwidth in ((read_rate, level.read_bandwidth), (write_rate, level.write_bandwidth)):
                 if bandwidth is not None:
@@ -804,7 +803,9 @@ class _Search:
                 if held not in parts:
                     parts[held] = self.estimate.space_part(shape, space, held[1], loosest_orders, t, s, n, walk=False)
             cycles, energy = self.estimate.combine(
-                shape, [parts[(space, _keepers(keep, space))] for space in DATA_SPACES], count, chosen)
+                shape, [parts[(space, _keepers(keep, space))] for space in DATA_SPACES], n)
+            if chosen is not None:
+                cycles, energy = cycles[chosen], energy[chosen]
             keys = np.stack(_metric_values(self.metrics, cycles, energy))
             rows = _best_rows(keys, _SHORTLIST)
             picks = rows if chosen is None else chosen[rows]
