@@ -866,14 +866,14 @@ class _Search:
         if not shortlists:
             return []
         lead = min(sl.best for sl in shortlists)
-        close = [sl.best == lead for sl in shortlists]
+        leading = [sl.best == lead for sl in shortlists]
         chosen: dict[int, tuple[tuple[int, ...], ...]] = {}
         for k, sl in enumerate(shortlists):
-            if close[k]:
+            if leading[k]:
                 chosen[k] = self._orders(sl)
         found = list(dict.fromkeys(chosen.values()))
         for k, sl in enumerate(shortlists):
-            if not close[k]:
+            if not leading[k]:
                 trials = list(dict.fromkeys([sl.orders, *found])) if sl.free_levels else [sl.orders]
                 chosen[k] = min(trials, key=lambda trial: self._best_key(sl, trial))
         return [c for k, sl in enumerate(shortlists) for c in self._candidates(batch, sl, chosen[k])]
