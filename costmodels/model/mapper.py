@@ -345,6 +345,17 @@ class _LevelPart:
     write_rate: np.ndarray
 
 
+def _product(*factors: _Factor) -> _Factor:
+    """The product of ``factors``, left to right, skipping those that are the number 1 (candidates
+    share most factors, and most shared ones are 1)."""
+    result: _Factor = 1.0
+    for factor in factors:
+        if isinstance(factor, float) and factor == 1.0:
+            continue
+        result = factor if isinstance(result, float) and result == 1.0 else result * factor
+    return result
+
+
 def _keepers(keep: tuple[frozenset[str], ...], space: str) -> tuple[int, ...]:
     return tuple(i for i, kept in enumerate(keep) if space in kept)
 
@@ -385,14 +396,14 @@ class _Estimator:
         for i in range(n_levels):
             inner = tiles[i - 1] if i else [1.0] * _ND
             below.append(inner)
-            tiles.append([inner[d] * s[i][d] * t[i][d] for d in range(_ND)])
-        per_level = [prod(t[i]) for i in range(n_levels)]
-        compute = prod(per_level)
+            tiles.append([_product(inner[d], s[i][d], t[i][d]) for d in range(_ND)])
+        per_level = [_product(*t[i]) for i in range(n_levels)]
+        compute = _product(*per_level)
         above: list[_Factor] = [1.0] * n_levels
         instances: list[_Factor] = [1.0] * n_levels
         for i in range(n_levels - 2, -1, -1):
-            above[i] = above[i + 1] * per_level[i + 1]
-            instances[i] = instances[i + 1] * prod(s[i + 1])
+            above[i] = _product(above[i + 1], per_level[i + 1])
+            instances[i] = _product(instances[i + 1], _product(*s[i + 1]))
         return _Shape(tiles, below, compute, above, instances)
 
     def space_part(self, shape: _Shape, space: str, keepers: tuple[int, ...], orders: tuple[tuple[int, ...], ...],
@@ -761,7 +772,7 @@ class _Search:
         loosest_orders, _ = self._start_orders(self._largest(loosest_high))
         # The slots that vary, one contiguous row each: a keep choice's largest and smallest factor per slot.
         varying = np.flatnonzero(loosest_high != loosest_low)
-        varying_rows = np.ascontiguousarray(columns[:, varying].T)
+        varying_rows: np.ndarray | None = None
         assignments = np.array([k for k, _ in loosest])
         starts = np.cumsum([0] + [part.shape[0] for _, part in loosest[:-1]])
         parts: dict[tuple[str, tuple[int, ...]], dict[int, _LevelPart]] = {}
@@ -794,6 +805,8 @@ class _Search:
                 chosen = np.flatnonzero(legal)
                 high, low = loosest_high.copy(), loosest_low.copy()
                 if len(varying):
+                    if varying_rows is None:
+                        varying_rows = np.ascontiguousarray(columns[:, varying].T)
                     legal_rows = varying_rows.take(chosen, axis=1)
                     high[varying], low[varying] = legal_rows.max(axis=1), legal_rows.min(axis=1)
             count = n if chosen is None else len(chosen)
