@@ -197,12 +197,12 @@ def _footprint(space: str, extent: Sequence[_Factor] | np.ndarray, workload: Wor
     """Words of ``space`` in a tile whose extent along dimension ``d`` is ``extent[d]`` (numbers, or
     arrays of one value per candidate)."""
     if space == "Weights":
-        return extent[_C] * extent[_M] * extent[_R] * extent[_S]
+        return _product(extent[_C], extent[_M], extent[_R], extent[_S])
     if space == "Outputs":
-        return extent[_N] * extent[_M] * extent[_P] * extent[_Q]
+        return _product(extent[_N], extent[_M], extent[_P], extent[_Q])
     width = (extent[_P] - 1) * workload.Wstride + (extent[_R] - 1) * workload.Wdilation + 1
     height = (extent[_Q] - 1) * workload.Hstride + (extent[_S] - 1) * workload.Hdilation + 1
-    return extent[_N] * extent[_C] * width * height
+    return _product(extent[_N], extent[_C], width, height)
 
 
 @lru_cache(maxsize=None)
@@ -418,7 +418,8 @@ class _Estimator:
         delivered: _Factor = compute
         previous = -1
         for k in keepers:
-            content = delivered * prod(self._groups(space, s[i], below[i]) for i in range(previous + 1, k + 1))
+            content = _product(delivered, _product(*(self._groups(space, s[i], below[i])
+                                                     for i in range(previous + 1, k + 1))))
             words = _footprint(space, tiles[k], self.workload)
             fetched: _Factor = 0.0
             visits: _Factor = 1.0
