@@ -71,3 +71,19 @@ def test_read_choice_takes_the_reported_accuracy(tmp_path):
     path.write_text(json.dumps({"ranks": {}, "accuracy": {"after_finetune": 7}}))
     with pytest.raises(CostModelError, match="accuracy.after_finetune"):
         read_choice(path)
+
+
+def test_a_choice_the_lut_cannot_price_gets_a_reason_not_an_error(tmp_path, capsys):
+    lut = tmp_path / "lut.csv"
+    assert main(["build", "--arch", "eyeriss", "--model", "resnet20", "--no-cache", "--jobs", "1",
+                 "--out", str(tmp_path)]) == 0
+    odd = tmp_path / "odd.json"
+    odd.write_text(json.dumps({"ranks": {"layer3.0.conv2": [24, 24]}}))   # not on the default grid
+    plain = tmp_path / "plain.json"
+    plain.write_text(json.dumps({"ranks": {}}))
+    capsys.readouterr()
+    assert main(["crossprice", "--lut", str(lut), "--target", "eyeriss", "--choice", str(odd), str(plain),
+                 "--label", "odd", "plain"]) == 0
+    out = capsys.readouterr().out
+    assert "| odd | not in the LUT: layer3.0.conv2 r24/24 |" in out
+    assert "| plain | **" in out

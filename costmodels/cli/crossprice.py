@@ -12,25 +12,39 @@ from costmodels.cli.args import fraction
 from costmodels.errors import CostModelError
 
 
-def crossprice_markdown(targets: list[str], labels: list[str], cycles: list[list[int]], originals: list[int],
+def crossprice_markdown(targets: list[str], labels: list[str], cells: list[list[int | str]], originals: list[int],
                         accuracies: list[float | None], budget: float | None) -> str:
     """Cycles of each choice (row) on each target (column), as a share of that target's original network;
-    the fastest choice of each column in bold, a share above ``budget`` marked."""
+    the fastest choice of each column in bold, a share above ``budget`` marked. A cell that is text says why
+    the choice has no price there."""
     with_accuracy = any(a is not None for a in accuracies)
     lines = ["| ranks chosen for \\ priced on | " + " | ".join(targets) + (" | test accuracy |" if with_accuracy else " |"),
              "|---|" + "---:|" * (len(targets) + with_accuracy)]
-    for label, row, accuracy in zip(labels, cycles, accuracies):
-        cells = []
+    for label, row, accuracy in zip(labels, cells, accuracies):
+        texts = []
         for j, value in enumerate(row):
+            if isinstance(value, str):
+                texts.append(value)
+                continue
             share = value / originals[j]
             text = f"{value:,} ({share:.3f})"
             if budget is not None and share > budget + 1e-12:
                 text += " over budget"
-            cells.append(f"**{text}**" if value == min(r[j] for r in cycles) else text)
+            priced = [r[j] for r in cells if not isinstance(r[j], str)]
+            texts.append(f"**{text}**" if value == min(priced) else text)
         if with_accuracy:
-            cells.append("-" if accuracy is None else f"{accuracy:.4f}")
-        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+            texts.append("-" if accuracy is None else f"{accuracy:.4f}")
+        lines.append(f"| {label} | " + " | ".join(texts) + " |")
     return "\n".join(lines) + "\n"
+
+
+def _cell(lut, choice, source: str) -> int | str:
+    from costmodels.lut.pricing import MissingRowError, price_ranks
+
+    try:
+        return price_ranks(lut, choice.ranks, source).cycles
+    except MissingRowError as missing:   # e.g. no legal mapping of that rank on this target
+        return f"not in the LUT: {missing.layer} r{missing.ranks[0]}/{missing.ranks[1]}"
 
 
 def cmd_crossprice(args: argparse.Namespace) -> int:
@@ -42,10 +56,9 @@ def cmd_crossprice(args: argparse.Namespace) -> int:
         raise CostModelError("give one --target per --lut and one --label per --choice")
     luts = [load_lut(path) for path in args.lut]
     choices = [read_choice(path) for path in args.choice]
-    cycles = [[price_ranks(lut, choice.ranks, str(path)).cycles for lut in luts]
-              for choice, path in zip(choices, args.choice)]
+    cells = [[_cell(lut, choice, str(path)) for lut in luts] for choice, path in zip(choices, args.choice)]
     originals = [price_ranks(lut, {}).cycles for lut in luts]
-    table = crossprice_markdown(args.target, args.label, cycles, originals, [c.accuracy for c in choices], args.budget)
+    table = crossprice_markdown(args.target, args.label, cells, originals, [c.accuracy for c in choices], args.budget)
     print(table, end="")
     if args.out:
         atomic_write_text(args.out, table)

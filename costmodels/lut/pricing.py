@@ -14,6 +14,16 @@ from costmodels.user_files import read_user_text
 Ranks = dict[str, tuple[int, int] | None]
 
 
+class MissingRowError(CostModelError):
+    """A chosen rank pair that the LUT does not price: no legal mapping on its target, or another rank grid."""
+
+    def __init__(self, source: str, layer: str, ranks: tuple[int, int], available: str):
+        self.layer = layer
+        self.ranks = ranks
+        super().__init__(f"{source}: layer '{layer}' has no LUT row for ranks {ranks[0]}/{ranks[1]}; the LUT has "
+                         f"{available}")
+
+
 @dataclass(frozen=True)
 class ChoiceCost:
     cycles: int
@@ -36,8 +46,7 @@ def price_ranks(lut: LoadedLUT, ranks: Ranks, source: str = "ranks") -> ChoiceCo
             entries.append(lut.lookup(layer, *chosen))
         except KeyError:
             available = ", ".join(f"{c.r1}/{c.r2}" for c in lut.candidates(layer)) or "none"
-            raise CostModelError(f"{source}: layer '{layer}' has no LUT row for ranks {chosen[0]}/{chosen[1]}; "
-                                 f"the LUT has {available}") from None
+            raise MissingRowError(source, layer, chosen, available) from None
     return ChoiceCost(sum(e.cycles for e in entries), sum(e.latency_s for e in entries),
                       sum(e.energy_pj for e in entries))
 
