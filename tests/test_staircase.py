@@ -31,7 +31,8 @@ def test_inversions_and_original_crossing():
     assert s.efficient == (8, 24, 32)
     assert not s.principle_holds
     assert s.faster_than_original_up_to == 24
-    assert s.grid_points == 4
+    assert s.grid_points == 4 and s.grid_size == 16
+    assert any("4 rank pairs of 16 (the others have no legal mapping" in line for line in staircase_lines(s))
     assert any("24 faster than 16" in line for line in staircase_lines(s))
 
 

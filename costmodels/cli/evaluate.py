@@ -115,7 +115,9 @@ def cmd_heatmap(args: argparse.Namespace) -> int:
                                progress=progress)
     csv_path, png_path = write_heatmap(heatmap, out)
     ms = heatmap.latency_ms
-    print(f"{args.layer} on {spec.name}: {ms.size} rank pairs, latency {float(np.nanmin(ms)):.3f}-"
+    unmapped = int(np.isnan(ms).sum())
+    print(f"{args.layer} on {spec.name}: {ms.size} rank pairs"
+          f"{f' ({unmapped} with no legal mapping, blank in the CSV)' if unmapped else ''}, latency {float(np.nanmin(ms)):.3f}-"
           f"{float(np.nanmax(ms)):.3f} ms, {len(np.unique(ms[~np.isnan(ms)]))} distinct values; "
           f"original {heatmap.original_cycles / spec.clock_hz * 1e3:.3f} ms")
     print(f"wrote {csv_path} and {png_path}")

@@ -116,7 +116,8 @@ def plot_heatmap(heatmap: RankHeatmap) -> bytes:
     original_ms = heatmap.original_cycles / heatmap.clock_hz * 1e3
     ax.set_title(f"{layer.name} ({layer.in_channels}->{layer.out_channels}, {layer.kernel[0]}x{layer.kernel[1]}, "
                  f"{layer.output_size[0]}x{layer.output_size[1]} out) on {heatmap.arch}\n"
-                 f"Tucker-2 latency by rank; original layer {original_ms:.3f} ms", fontsize=9)
+                 f"Tucker-2 latency by rank; original layer {original_ms:.3f} ms"
+                 f"{'; white: no legal mapping' if np.isnan(heatmap.cycles).any() else ''}", fontsize=9)
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=120, bbox_inches="tight")
     plt.close(figure)

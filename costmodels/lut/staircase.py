@@ -22,7 +22,8 @@ class Staircase:
     ranks: tuple[int, ...]
     latency: tuple[float, ...]              # along r1 = r2, in the grid's unit (cycles or seconds)
     distinct_values: int                    # distinct latencies over the whole grid
-    grid_points: int
+    grid_points: int                        # rank pairs with a latency
+    grid_size: int                          # rank pairs in the grid (the rest failed: no legal mapping)
     changes: int                            # diagonal increments that change the latency
     increments: int
     inversions: tuple[tuple[int, int], ...]  # (r, r_next): the larger rank is strictly faster
@@ -63,7 +64,7 @@ def analyse_staircase(r1s: tuple[int, ...], r2s: tuple[int, ...], latency: np.nd
     faster = [r for r, v in diagonal if v < original_latency]
     return Staircase(
         ranks=ranks, latency=tuple(values.tolist()), distinct_values=len(np.unique(latency[ok])),
-        grid_points=int(ok.sum()), changes=changes, increments=len(pairs), inversions=inversions,
+        grid_points=int(ok.sum()), grid_size=int(latency.size), changes=changes, increments=len(pairs), inversions=inversions,
         efficient=efficient, principle_step=principle_step,
         efficient_on_step=sum(1 for r in efficient if r % principle_step == 0),
         on_step=sum(1 for r in ranks if r % principle_step == 0), largest_steps=tuple(jumps[:3]),
@@ -76,7 +77,9 @@ def staircase_lines(staircase: Staircase) -> list[str]:
     steps = "; ".join(f"{a} -> {b}: {j:+.1%}" for a, b, j in s.largest_steps)
     inversions = ", ".join(f"{b} faster than {a}" for a, b in s.inversions[:6]) or "none"
     lines = [
-        f"- {s.grid_points} rank pairs take {s.distinct_values} distinct latencies; along r1 = r2, "
+        f"- {s.grid_points} rank pairs"
+        f"{f' of {s.grid_size} (the others have no legal mapping on this target)' if s.grid_points < s.grid_size else ''}"
+        f" take {s.distinct_values} distinct latencies; along r1 = r2, "
         f"{s.changes} of {s.increments} rank increments change the latency.",
         f"- Largest steps along r1 = r2: {steps}.",
         f"- Larger rank strictly faster ({len(s.inversions)} cases): {inversions}"
