@@ -140,3 +140,24 @@ def test_heatmap_refuses_a_pointwise_layer(capsys):
     code, _, err = run(capsys, "heatmap", "--arch", "eyeriss", "--model", "resnet20", "--layer",
                        "layer2.0.downsample.0")
     assert code == 2 and "dense KxK conv" in err
+
+
+@pytest.mark.parametrize("parse, good, bad", [
+    ("positive_int", {"3": 3}, ["0", "-1", "2.5", "x", "nan"]),
+    ("nonnegative_int", {"0": 0, "7": 7}, ["-1", "x"]),
+    ("positive_float", {"0.5": 0.5, "2": 2.0}, ["0", "-1", "nan", "inf", "x"]),
+    ("nonnegative_float", {"0": 0.0}, ["-0.1", "nan", "-inf"]),
+    ("fraction", {"1": 1.0, "0.25": 0.25}, ["0", "1.5", "nan", "x"]),
+])
+def test_value_types_accept_and_refuse(parse, good, bad):
+    import argparse
+
+    from costmodels.cli import args
+
+    function = getattr(args, parse)
+    assert function.__name__ == parse
+    for text, value in good.items():
+        assert function(text) == value
+    for text in bad:
+        with pytest.raises(argparse.ArgumentTypeError, match=f"got '{text}'"):
+            function(text)

@@ -4,61 +4,36 @@ network-source and rank-grid arguments, and the plain-text table."""
 from __future__ import annotations
 
 import argparse
+import math
 from pathlib import Path
+from typing import Callable
 
 from costmodels.network.sources import load_layers
 from costmodels.problems.candidates import RankGrid
 
 
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got '{text}'") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got '{text}'")
-    return value
+def _value_type(convert: Callable[[str], float], accept: Callable[[float], bool], expected: str,
+                name: str) -> Callable[[str], float]:
+    """An argparse type: ``convert`` the text, then refuse what ``accept`` rejects, saying what was expected.
+    A non-finite float (nan, inf) is never accepted."""
+    def parse(text: str):
+        try:
+            value = convert(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {expected}, got '{text}'") from None
+        if not (math.isfinite(value) and accept(value)):
+            raise argparse.ArgumentTypeError(f"expected {expected}, got '{text}'")
+        return value
+
+    parse.__name__ = name
+    return parse
 
 
-def positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got '{text}'") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got '{text}'")
-    return value
-
-
-def nonnegative_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got '{text}'") from None
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got '{text}'")
-    return value
-
-
-def nonnegative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got '{text}'") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got '{text}'")
-    return value
-
-
-def fraction(text: str) -> float:
-    """A share in (0, 1]."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a fraction in (0, 1], got '{text}'") from None
-    if not 0.0 < value <= 1.0:
-        raise argparse.ArgumentTypeError(f"expected a fraction in (0, 1], got '{text}'")
-    return value
+positive_int = _value_type(int, lambda v: v >= 1, "a positive integer", "positive_int")
+nonnegative_int = _value_type(int, lambda v: v >= 0, "an integer >= 0", "nonnegative_int")
+positive_float = _value_type(float, lambda v: v > 0, "a positive number", "positive_float")
+nonnegative_float = _value_type(float, lambda v: v >= 0, "a number >= 0", "nonnegative_float")
+fraction = _value_type(float, lambda v: 0.0 < v <= 1.0, "a fraction in (0, 1]", "fraction")
 
 
 def int_tuple(text: str) -> tuple[int, ...]:
