@@ -12,7 +12,7 @@ import numpy as np
 from scipy.stats import kendalltau
 
 from costmodels.errors import CostModelError
-from costmodels.io_utils import atomic_write_bytes, atomic_write_text
+from costmodels.io_utils import atomic_write_bytes, atomic_write_text, output_folder
 from costmodels.lut.export import LoadedLUT, LUTEntry, LUTFileError, load_lut
 from costmodels.lut.staircase import analyse_staircase, staircase_lines
 from costmodels.problems.candidates import RankGrid
@@ -184,13 +184,14 @@ def folder_report(folder: str | Path) -> FolderReport:
 
 
 def write_folder_report(folder: str | Path) -> Path:
+    """``report.md`` and its plots in ``folder``: all of them or none."""
     folder = Path(folder)
     try:
         report = folder_report(folder)
     except InputFileError as exc:
         raise CostModelError(str(exc)) from None
-    for name, data in report.images.items():
-        atomic_write_bytes(folder / name, data)
-    path = folder / REPORT_NAME
-    atomic_write_text(path, report.markdown)
-    return path
+    with output_folder(folder) as staging:
+        for name, data in report.images.items():
+            atomic_write_bytes(staging / name, data)
+        atomic_write_text(staging / REPORT_NAME, report.markdown)
+    return folder / REPORT_NAME

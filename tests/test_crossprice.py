@@ -87,3 +87,12 @@ def test_a_choice_the_lut_cannot_price_gets_a_reason_not_an_error(tmp_path, caps
     out = capsys.readouterr().out
     assert "| odd | not in the LUT: layer3.0.conv2 r24/24 |" in out
     assert "| plain | **" in out
+
+
+def test_out_naming_a_folder_is_refused_before_any_work(tmp_path, capsys):
+    choice = tmp_path / "c.json"
+    choice.write_text(json.dumps({"ranks": {}}))
+    assert main(["crossprice", "--lut", str(tmp_path / "missing.csv"), "--target", "t", "--choice", str(choice),
+                 "--label", "c", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "is a folder; give a file name" in err and "missing.csv" not in err

@@ -75,3 +75,16 @@ def test_cli_writes_both_files_and_refuses_bad_flops(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["isoflops", "--lut", str(tmp_path / "lut.csv"), "--model", "resnet20", "--flops", "lots"])
     assert exit_info.value.code == 2
+
+
+def test_bad_outputs_and_inputs_are_refused_before_writing(tmp_path, capsys):
+    lut = tmp_path / "lut.csv"
+    lut.write_bytes(b"\xff\xfe" * 100)
+    a_file = tmp_path / "taken"
+    a_file.write_text("x")
+    assert main(["isoflops", "--lut", str(lut), "--model", "resnet20", "--flops", "20M", "--out", str(a_file)]) == 2
+    assert "is a file, not a folder" in capsys.readouterr().err
+    assert main(["isoflops", "--lut", str(lut), "--model", "resnet20", "--flops", "20M",
+                 "--out", str(tmp_path / "o")]) == 2
+    assert "not UTF-8 text" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()

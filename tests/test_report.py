@@ -57,3 +57,11 @@ def test_heatmap_folder_report_has_the_staircase_analysis(tmp_path):
     assert "## Heat map `layer3_0_conv2-eyeriss.csv`" in text
     assert "16 rank pairs take" in text and "Kendall tau of MACs vs latency" in text
     assert "![layer3_0_conv2-eyeriss](layer3_0_conv2-eyeriss.png)" in text
+
+
+def test_a_binary_lut_in_the_folder_is_one_clear_error(tmp_path, capsys):
+    (tmp_path / "lut.csv").write_bytes(bytes(range(256)) * 4)
+    assert main(["report", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "lut.csv: is not UTF-8 text" in err and "Traceback" not in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["lut.csv"]

@@ -48,12 +48,14 @@ def _cell(lut, choice, source: str) -> int | str:
 
 
 def cmd_crossprice(args: argparse.Namespace) -> int:
-    from costmodels.io_utils import atomic_write_text
+    from costmodels.io_utils import atomic_write_text, check_output_file
     from costmodels.lut.export import load_lut
     from costmodels.lut.pricing import price_ranks, read_choice
 
     if len(args.lut) != len(args.target) or len(args.choice) != len(args.label):
         raise CostModelError("give one --target per --lut and one --label per --choice")
+    if args.out:
+        check_output_file(args.out)
     luts = [load_lut(path) for path in args.lut]
     choices = [read_choice(path) for path in args.choice]
     cells = [[_cell(lut, choice, str(path)) for lut in luts] for choice, path in zip(choices, args.choice)]

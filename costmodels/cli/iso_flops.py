@@ -23,7 +23,7 @@ def flops_value(text: str) -> float:
 
 
 def cmd_isoflops(args: argparse.Namespace) -> int:
-    from costmodels.io_utils import atomic_write_text
+    from costmodels.io_utils import atomic_write_text, check_output_folder, output_folder
     from costmodels.lut.export import load_lut
     from costmodels.network.flops import paper_flops_overhead
     from costmodels.network.zoo import available_models
@@ -32,28 +32,28 @@ def cmd_isoflops(args: argparse.Namespace) -> int:
     if args.model not in available_models():
         raise CostModelError(f"--model '{args.model}' is not a built-in model; available: "
                              f"{', '.join(available_models())}")
+    out = args.out or args.lut.parent
+    check_output_folder(out)
     lut = load_lut(args.lut)
     originals = [lut.original(layer) for layer in lut.layers]
     if not originals or not originals[0].latency_s:
         raise CostModelError(f"{args.lut}: no original layer rows with a latency")
     clock_hz = originals[0].cycles / originals[0].latency_s
-    summary = args.lut.parent / "summary.json"
-    target = str(lut.provenance.get("arch") or (json.loads(summary.read_text()).get("arch") if summary.is_file()
-                                                else args.lut.parent.name))
+    target = str(lut.provenance.get("arch") or args.lut.parent.name)
     overhead = paper_flops_overhead(args.model)
     if args.flops <= overhead:
         raise CostModelError(f"--flops {args.flops:,.0f}: {args.model}'s FC, BatchNorm and pooling alone count "
                              f"{overhead:,} FLOPs; give more")
     comparison = compare_at_flops(lut, args.model, target, clock_hz, args.flops, overhead)
-    out = args.out or args.lut.parent
     stem = f"{args.model}-{args.flops / 1e6:.2f}M"
     markdown = comparison_markdown(comparison)
     rows = comparison.rows()
     # top-level "ranks": the hardware-aware choice, in the form `costmodel crossprice` reads
     document = {"network": args.model, "target": target, "clock_hz": clock_hz, "target_flops": args.flops,
                 "ranks": rows[-1]["ranks"], "rows": rows}
-    atomic_write_text(out / f"{stem}.json", json.dumps(document, indent=1) + "\n")
-    atomic_write_text(out / f"{stem}.md", markdown)
+    with output_folder(out) as staging:     # both files or neither
+        atomic_write_text(staging / f"{stem}.json", json.dumps(document, indent=1) + "\n")
+        atomic_write_text(staging / f"{stem}.md", markdown)
     print(markdown.split("\n\n| layer |")[0])
     print(f"\nwrote {out / (stem + '.md')} and {out / (stem + '.json')}")
     return 0
