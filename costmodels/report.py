@@ -13,7 +13,7 @@ from scipy.stats import kendalltau
 
 from costmodels.errors import CostModelError
 from costmodels.io_utils import atomic_write_bytes, atomic_write_text, output_folder
-from costmodels.lut.export import LoadedLUT, LUTEntry, LUTFileError, load_lut
+from costmodels.lut.export import LUT_FORMAT, LoadedLUT, LUTEntry, LUTFileError, load_lut
 from costmodels.lut.staircase import analyse_staircase, staircase_lines
 from costmodels.problems.candidates import RankGrid
 from costmodels.user_files import InputFileError, read_user_text
@@ -157,7 +157,11 @@ def folder_report(folder: str | Path) -> FolderReport:
             found.append("heatmap")
             lines += _heatmap_section(path)
             continue
-        if "network,arch,layer" in head or '"rows"' in head:
+        if '"target_flops"' in head and path.with_suffix(".md").is_file():     # a `costmodel isoflops` result
+            found.append("isoflops")
+            lines += [*_demoted(read_user_text(path.with_suffix(".md"))), ""]
+            continue
+        if "network,arch,layer" in head or LUT_FORMAT in head:
             try:
                 lut = load_lut(path)
             except LUTFileError as exc:

@@ -69,6 +69,9 @@ def test_cli_writes_both_files_and_refuses_bad_flops(tmp_path, capsys):
     text = (tmp_path / "iso" / "resnet20-20.00M.md").read_text()
     assert "| uniform |" in text and "| hardware-aware |" in text
     assert (tmp_path / "iso" / "resnet20-20.00M.json").is_file()
+    assert main(["report", str(tmp_path)]) == 0          # the build folder now holds a LUT and no isoflops output
+    assert main(["report", str(tmp_path / "iso")]) == 0
+    assert "## resnet20 on eyeriss at 20.00M FLOPs" in (tmp_path / "iso" / "report.md").read_text()
     capsys.readouterr()
     assert main(["isoflops", "--lut", str(tmp_path / "lut.csv"), "--model", "resnet20", "--flops", "1K"]) == 2
     assert "alone count" in capsys.readouterr().err
