@@ -15,11 +15,13 @@ from pathlib import Path
 from typing import Callable
 
 import pytest
+
+from mapper_probes import mapper_estimate
 import yaml
 
 from costmodels.errors import MappingError
 from costmodels.model.analytical import evaluate
-from costmodels.model.mapper import OBJECTIVES, MapperResult, _Nest, _Search, find_mapping
+from costmodels.model.mapper import OBJECTIVES, MapperResult, find_mapping
 from costmodels.problems.workloads import DATA_SPACES, DIMENSIONS, Workload
 from costmodels.timeloop.mapping import LevelMapping, Mapping
 from costmodels.timeloop.mapping_yaml import read_mapping
@@ -119,15 +121,10 @@ def test_estimate_counts_as_the_model_does(eyeriss: ArchSpec) -> None:
     for row in _reference_rows():
         workload = read_problem(REFERENCE / "workloads" / f"{row['name']}.yaml")
         mapping = read_mapping(REFERENCE / "runs" / row["name"] / "timeloop-mapper.map.yaml", eyeriss)
-        levels = mapping.levels
-        nest = _Nest(tuple(level.keep for level in levels),
-                     tuple(tuple(DIMENSIONS.index(d) for d in level.temporal_order) for level in levels))
-        temporal = [[float(f) for f in level.temporal] for level in levels]
-        spatial = [[float(x * y) for x, y in zip(level.spatial_x, level.spatial_y)] for level in levels]
-        cycles, energy = _Search(workload, eyeriss, eyeriss.metrics).estimate(nest, temporal, spatial, 1)
+        cycles, energy = mapper_estimate(workload, eyeriss, mapping)
         truth = evaluate(workload, eyeriss, mapping)
-        assert cycles[0] == truth.cycles, row["name"]
-        assert energy[0] == pytest.approx(truth.energy_pj, rel=1e-12), row["name"]
+        assert cycles == truth.cycles, row["name"]
+        assert energy == pytest.approx(truth.energy_pj, rel=1e-12), row["name"]
 
 
 # --- exhaustiveness ----------------------------------------------------------------------------------

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from mapper_probes import mapper_estimate
+
 from costmodels.errors import MappingError
 from costmodels.model.analytical import evaluate
 from costmodels.model.mapper import MAX_DIMENSION, find_mapping
@@ -156,19 +158,11 @@ def test_mapper_estimate_counts_as_the_model_does(design, specs):
     """The mapper ranks candidates by its vectorized estimate; on Timeloop's own mappings of these designs
     (free orders, several fan-outs, clusters, sliding windows with a translation record) it must agree
     with the model."""
-    from costmodels.model.mapper import _Nest, _Search   # the estimate is the mapper's internal
-    from costmodels.problems.workloads import DIMENSIONS
-
     spec = specs[design]
     for name in sorted(RESULTS[design]):
         workload = read_problem(DATA / "workloads" / f"{name}.yaml")
         mapping = read_mapping(DATA / design / "runs" / name / "timeloop-mapper.map.yaml", spec)
-        levels = mapping.levels
-        nest = _Nest(tuple(level.keep for level in levels),
-                     tuple(tuple(DIMENSIONS.index(d) for d in level.temporal_order) for level in levels))
-        temporal = [[float(f) for f in level.temporal] for level in levels]
-        spatial = [[float(x * y) for x, y in zip(level.spatial_x, level.spatial_y)] for level in levels]
-        cycles, energy = _Search(workload, spec, spec.metrics).estimate(nest, temporal, spatial, 1)
+        cycles, energy = mapper_estimate(workload, spec, mapping)
         truth = evaluate(workload, spec, mapping)
-        assert cycles[0] == truth.cycles, name
-        assert energy[0] == pytest.approx(truth.energy_pj, rel=1e-9), name
+        assert cycles == truth.cycles, name
+        assert energy == pytest.approx(truth.energy_pj, rel=1e-9), name
