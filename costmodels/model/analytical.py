@@ -222,24 +222,18 @@ def _count(workload: Workload, arch: _Arch, mapping: Mapping) -> _Counts:
         if level.spatial_order not in _ORDERS:
             _order(level.spatial_order, level.target)
         if sx != _UNITS or sy != _UNITS:
-            fx = fy = 1
+            used = {"X": 1, "Y": 1}
             for j in range(len(DIMENSIONS)):
-                f = sx[j]
-                if f != 1:
-                    if f < 1:
-                        raise MappingError(f"{level.target}: spatial X factor of {DIMENSIONS[j]} is {f}, "
-                                           f"must be >= 1")
-                    run.append((j, f, cum[j]))
-                    cum[j] *= f
-                    fx *= f
-                f = sy[j]
-                if f != 1:
-                    if f < 1:
-                        raise MappingError(f"{level.target}: spatial Y factor of {DIMENSIONS[j]} is {f}, "
-                                           f"must be >= 1")
-                    run.append((j, f, cum[j]))
-                    cum[j] *= f
-                    fy *= f
+                for axis, factors in (("X", sx), ("Y", sy)):    # X before Y within a dimension, as Timeloop nests
+                    f = factors[j]
+                    if f != 1:
+                        if f < 1:
+                            raise MappingError(f"{level.target}: spatial {axis} factor of {DIMENSIONS[j]} is {f}, "
+                                               f"must be >= 1")
+                        run.append((j, f, cum[j]))
+                        cum[j] *= f
+                        used[axis] *= f
+            fx, fy = used["X"], used["Y"]
             avail_x, avail_y = arch.fanouts[i]
             if fx > avail_x or fy > avail_y:
                 axis, used, avail = ("X", fx, avail_x) if fx > avail_x else ("Y", fy, avail_y)
