@@ -16,7 +16,7 @@ from costmodels.io_utils import atomic_write_bytes, atomic_write_text, output_fo
 from costmodels.lut.export import LUT_FORMAT, LoadedLUT, LUTEntry, LUTFileError, load_lut
 from costmodels.lut.staircase import analyse_staircase, staircase_lines
 from costmodels.problems.candidates import RankGrid
-from costmodels.user_files import InputFileError, read_user_text
+from costmodels.user_files import InputFileError, parse_json, read_user_text
 
 REPORT_NAME = "report.md"
 SEARCH_REPORT = "report.json"
@@ -144,10 +144,7 @@ def folder_report(folder: str | Path) -> FolderReport:
         if md.is_file():
             lines += ["## Search", "", *_demoted(read_user_text(md)), ""]
         else:
-            try:
-                document = json.loads(read_user_text(search))
-            except json.JSONDecodeError as exc:
-                raise CostModelError(f"{search}: not valid JSON: {exc}") from None
+            document = parse_json(read_user_text(search), str(search))
             lines += ["## Search", "", "```json", json.dumps(document, indent=1)[:20000], "```", ""]
     for path in sorted(folder.glob("*.csv")) + sorted(folder.glob("*.json")):
         if path.name in (SEARCH_REPORT, "summary.json", "accuracy.json") or path.name.startswith("."):

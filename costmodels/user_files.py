@@ -4,6 +4,7 @@ blow-up or a traceback."""
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 from pathlib import Path
@@ -89,6 +90,16 @@ def parse_yaml(text: str, source: str) -> Any:
         raise InputFileError(source, f"not valid YAML: {_short(' '.join(str(exc).split()))}") from None
     except RecursionError:
         raise InputFileError(source, "YAML nested too deeply") from None
+
+
+def parse_json(text: str, source: str) -> Any:
+    """``json.loads`` whose failures, deep nesting included, are one-line errors naming ``source``."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InputFileError(source, f"not valid JSON: {exc}") from None
+    except RecursionError:
+        raise InputFileError(source, "JSON nested too deeply") from None
 
 
 def load_yaml_file(path: str | Path, max_bytes: int = MAX_FILE_BYTES) -> Any:

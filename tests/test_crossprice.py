@@ -96,3 +96,10 @@ def test_out_naming_a_folder_is_refused_before_any_work(tmp_path, capsys):
                  "--label", "c", "--out", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert "is a folder; give a file name" in err and "missing.csv" not in err
+
+
+def test_deeply_nested_choice_is_refused(tmp_path):
+    path = tmp_path / "deep.json"
+    path.write_text('{"ranks": ' + "[" * 100000 + "]" * 100000 + "}")
+    with pytest.raises(CostModelError, match="deep.json: JSON nested too deeply"):
+        read_choice(path)

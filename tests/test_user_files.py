@@ -41,3 +41,13 @@ def test_refuses_folders_devices_large_and_binary_files(tmp_path):
     utf16.write_text("problem: {}\n", encoding="utf-16")
     with pytest.raises(InputFileError, match="not UTF-8 text"):
         load_yaml_file(utf16)
+
+
+def test_json_errors_and_deep_nesting_are_one_line():
+    from costmodels.user_files import parse_json
+
+    assert parse_json('{"a": [1]}', "f.json") == {"a": [1]}
+    with pytest.raises(InputFileError, match="f.json: not valid JSON"):
+        parse_json("{", "f.json")
+    with pytest.raises(InputFileError, match="f.json: JSON nested too deeply"):
+        parse_json("[" * 100000 + "]" * 100000, "f.json")

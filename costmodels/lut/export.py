@@ -27,7 +27,7 @@ from costmodels.lut.build import (LUT, MAX_SUBCONVS, NOISY_COLUMN, ROW_COLUMNS, 
 from costmodels.problems.candidates import Form, LayerCandidates
 from costmodels.sweep.records import WorkloadCost, WorkloadFailure
 from costmodels.timeloop.spec import ArchSpec
-from costmodels.user_files import MAX_FILE_BYTES, InputFileError, read_user_text
+from costmodels.user_files import MAX_FILE_BYTES, InputFileError, parse_json, read_user_text
 from costmodels.version import __version__
 
 LUT_FORMAT = "haloc-costmodels-lut"
@@ -164,11 +164,9 @@ def load_lut(path: str | Path) -> LoadedLUT:
         raise LUTFileError(str(exc)) from None
     if text.lstrip().startswith("{"):
         try:
-            document = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise LUTFileError(f"{path}: not valid JSON: {exc}") from None
-        except RecursionError:
-            raise LUTFileError(f"{path}: JSON nested too deeply") from None
+            document = parse_json(text, str(path))
+        except InputFileError as exc:
+            raise LUTFileError(str(exc)) from None
         if not isinstance(document, dict) or not isinstance(document.get("rows"), list):
             raise LUTFileError(f"{path}: a JSON LUT needs a 'rows' list")
         header = document.get("provenance") or {}

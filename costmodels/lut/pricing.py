@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from costmodels.errors import CostModelError
 from costmodels.lut.export import LoadedLUT
-from costmodels.user_files import read_user_text
+from costmodels.user_files import parse_json, read_user_text
 
 Ranks = dict[str, tuple[int, int] | None]
 
@@ -62,10 +61,7 @@ class RankChoice:
 def read_choice(path: str | Path) -> RankChoice:
     """The ``ranks`` object of a JSON file ({layer: [r1, r2] or null}) and ``accuracy.after_finetune`` where
     present, as `costmodel search` writes them in ``report.json``."""
-    try:
-        document: Any = json.loads(read_user_text(path))
-    except json.JSONDecodeError as exc:
-        raise CostModelError(f"{path}: not valid JSON: {exc}") from None
+    document: Any = parse_json(read_user_text(path), str(path))
     ranks = document.get("ranks") if isinstance(document, dict) else None
     if not isinstance(ranks, dict):
         raise CostModelError(f"{path}: field 'ranks': missing; expected {{layer: [r1, r2] or null}}")
