@@ -321,7 +321,9 @@ class _Nest:
     """What a batch of candidates shares besides its factors: keep/bypass choices and loop orders."""
 
     keep: tuple[frozenset[str], ...]
-    orders: tuple[tuple[int, ...], ...]     # per level, all dimensions innermost first
+    # Per level, all dimensions innermost first: one order for every candidate, or (to score several
+    # orders in one pass) an array with one order per candidate, shape (candidates, dimensions).
+    orders: tuple[tuple[int, ...] | np.ndarray, ...]
 
 
 # A factor per (level, dimension): a number when every candidate of a batch shares it, else one value
@@ -366,6 +368,27 @@ def _keepers(keep: tuple[frozenset[str], ...], space: str) -> tuple[int, ...]:
     return tuple(i for i, kept in enumerate(keep) if space in kept)
 
 
+# Per data space, which dimensions index it, as a lookup table for dimensions given per candidate.
+_RELEVANT_MASK = {space: np.array([d in dims for d in range(_ND)]) for space, dims in _RELEVANT.items()}
+
+
+def _loop_dims(order: tuple[int, ...] | np.ndarray) -> Sequence[int] | np.ndarray:
+    """A level's loops, innermost first: each a dimension, or with an order per candidate, an array
+    of each candidate's dimension at that position."""
+    return order if isinstance(order, tuple) else order.T
+
+
+def _pick(factors: Sequence[_Factor], d: int | np.ndarray) -> _Factor:
+    """``factors[d]``; with a dimension per candidate, each candidate's own factor."""
+    if not isinstance(d, np.ndarray):
+        return factors[d]
+    return np.choose(d, [np.asarray(f, dtype=np.float64) for f in factors])
+
+
+def _relevant(space: str, d: int | np.ndarray) -> bool | np.ndarray:
+    return d in _RELEVANT[space] if not isinstance(d, np.ndarray) else _RELEVANT_MASK[space][d]
+
+
 class _Estimator:
     """Access counts of a Timeloop-style model, vectorized over candidates, per instance of each level.
 
@@ -384,6 +407,9 @@ class _Estimator:
         self.mac_energy = mac_energy
         self.steps = {_P: workload.Wstride, _R: workload.Wdilation, _Q: workload.Hstride, _S: workload.Hdilation}
         self.partner = {_P: _R, _R: _P, _Q: _S, _S: _Q}
+        # The same as lookup tables over all dimensions (step 0: the dimension does not slide inputs).
+        self.step_of = np.array([self.steps.get(d, 0) for d in range(_ND)], dtype=np.float64)
+        self.partner_of = np.array([self.partner.get(d, d) for d in range(_ND)])
 
     def __call__(self, nest: _Nest, t: _Table, s: _Table, n: int, walk: bool = True
                  ) -> tuple[np.ndarray, np.ndarray]:
@@ -544,16 +570,21 @@ class _Estimator:
         # but advancing it still moves the tile back by the steps of the inner loops that wrap.
         axis_of = {_N: 0, _C: 1, _P: 2, _R: 2, _Q: 3, _S: 3, _M: None}
         scale = {_N: 1, _C: 1, _P: ws, _R: wd, _Q: hs, _S: hd, _M: 0}
-        loops = [(j, d) for j in range(level + 1, len(self.levels)) for d in nest.orders[j]
-                 if not (isinstance(t[j][d], float) and t[j][d] == 1.0)]
+        loops = [(j, d) for j in range(level + 1, len(self.levels)) for d in _loop_dims(nest.orders[j])
+                 if not (isinstance(bound := _pick(t[j], d), float) and bound == 1.0)]
         count = len(loops) + 1
         # All loops at once, one row each (innermost first): bound, and the step of the tile along
         # its coordinate. Steps are whole numbers, so the sums below are exact in any order.
         bounds = np.empty((len(loops), n))
         own = np.zeros((len(loops), 4, n))      # a loop's step on its own coordinate
         for m, (j, d) in enumerate(loops):
-            bounds[m] = t[j][d]
-            if axis_of[d] is not None:
+            bounds[m] = _pick(t[j], d)
+            if isinstance(d, np.ndarray):
+                step = _pick(tiles[j], d) / bounds[m] * np.array([scale[e] for e in range(_ND)])[d]
+                axes = np.array([-1 if axis_of[e] is None else axis_of[e] for e in range(_ND)])[d]
+                for axis in range(4):
+                    own[m, axis] = np.where(axes == axis, step, 0.0)
+            elif axis_of[d] is not None:
                 own[m, axis_of[d]] = tiles[j][d] / t[j][d] * scale[d]
         present = bounds > 1
         # A loop's move is its step minus the steps of every inner loop that wraps (the steps so far).
@@ -602,24 +633,38 @@ class _Estimator:
         slide: _Factor = 1.0
         searching: bool | np.ndarray = True
         for j in range(level + 1, len(self.levels)):
-            for d in nest.orders[j]:
-                bound = t[j][d]
+            for d in _loop_dims(nest.orders[j]):
+                bound = _pick(t[j], d)
                 if isinstance(bound, float) and bound == 1.0:
                     continue
-                if d not in relevant:
+                is_relevant = _relevant(space, d)
+                if is_relevant is not True:
                     # Where the innermost relevant loop is already found, the tile is not reused further.
-                    if searching is True:
+                    grows = searching if is_relevant is False else searching & ~is_relevant
+                    if grows is True:
                         reuse = reuse * bound
-                    elif searching is not False:
-                        reuse = np.where(searching, reuse * bound, reuse)
-                    continue
+                    elif grows is not False:
+                        reuse = np.where(grows, reuse * bound, reuse)
+                    if is_relevant is False:
+                        continue
+                    # With a loop per candidate, it counts as 1 where it is not relevant.
+                    bound = np.where(is_relevant, bound, 1.0)
                 if space == "Outputs":      # only outputs need the distinct tiles (their first visits)
                     visits = visits * bound
-                innermost = searching & (bound > 1) if space == "Inputs" and d in self.steps else False
+                if space != "Inputs":
+                    innermost = False
+                elif isinstance(d, np.ndarray):
+                    innermost = searching & (bound > 1) & (self.step_of[d] > 0)
+                else:
+                    innermost = searching & (bound > 1) if d in self.steps else False
                 if innermost is not False and np.any(innermost):
-                    own, other = tiles[level][d], tiles[level][self.partner[d]]
-                    extent = (own - 1) * self.steps[d] + (other - 1) * self.steps[self.partner[d]] + 1
-                    shift = tiles[j][d] / bound * self.steps[d]
+                    if isinstance(d, np.ndarray):
+                        partner, step, partner_step = self.partner_of[d], self.step_of[d], self.step_of[self.partner_of[d]]
+                    else:
+                        partner, step, partner_step = self.partner[d], self.steps[d], self.steps[self.partner[d]]
+                    own, other = _pick(tiles[level], d), _pick(tiles[level], partner)
+                    extent = (own - 1) * step + (other - 1) * partner_step + 1
+                    shift = _pick(tiles[j], d) / bound * step
                     fraction = np.minimum(shift, extent) / extent
                     # A tile that stayed in place before this slide has a zero translation on record;
                     # Timeloop then discards the overlap (see analytical._input_fetches).
@@ -895,19 +940,41 @@ class _Search:
         for k, sl in enumerate(shortlists):
             if not leading[k]:
                 trials = list(dict.fromkeys([sl.orders, *found])) if sl.free_levels else [sl.orders]
+                self._score(sl, trials)
                 chosen[k] = min(trials, key=lambda trial: self._best_key(sl, trial))
         return [c for k, sl in enumerate(shortlists) for c in self._candidates(batch, sl, chosen[k])]
+
+    def _score(self, shortlist: _Shortlist, trials: Sequence[tuple[tuple[int, ...], ...]]) -> None:
+        """The full estimate of the shortlisted rows under each of ``trials`` (loop orders) not scored
+        yet, all in one pass: the rows are repeated once per trial, and a level whose order differs
+        between trials gets an order per row."""
+        missing = []
+        for orders in dict.fromkeys(trials):
+            if orders in shortlist.scored:
+                continue
+            if orders == shortlist.orders and shortlist.exact is not None:
+                shortlist.scored[orders] = shortlist.exact
+            else:
+                missing.append(orders)
+        if not missing:
+            return
+        n, repeats = len(shortlist.rows), len(missing)
+        per_level = []
+        for i in range(len(self.levels)):
+            level_orders = {orders[i] for orders in missing}
+            per_level.append(missing[0][i] if len(level_orders) == 1
+                             else np.repeat(np.array([orders[i] for orders in missing]), n, axis=0))
+        t, s = ([[f if isinstance(f, float) else np.tile(f, repeats) for f in level] for level in table]
+                for table in (shortlist.t, shortlist.s))
+        cycles, energy = self.estimate(_Nest(shortlist.keep, tuple(per_level)), t, s, n * repeats)
+        keys = np.stack(_metric_values(self.metrics, cycles, energy))
+        for k, orders in enumerate(missing):
+            shortlist.scored[orders] = keys[:, k * n:(k + 1) * n]
 
     def _keys(self, shortlist: _Shortlist, orders: tuple[tuple[int, ...], ...]) -> np.ndarray:
         """The objective's values of the shortlisted rows by the full estimate under ``orders``
         (metrics x rows), estimated once per orders."""
-        if orders not in shortlist.scored:
-            if orders == shortlist.orders and shortlist.exact is not None:
-                shortlist.scored[orders] = shortlist.exact
-            else:
-                cycles, energy = self.estimate(_Nest(shortlist.keep, orders), shortlist.t, shortlist.s,
-                                               len(shortlist.rows))
-                shortlist.scored[orders] = np.stack(_metric_values(self.metrics, cycles, energy))
+        self._score(shortlist, [orders])
         return shortlist.scored[orders]
 
     def _best_key(self, shortlist: _Shortlist, orders: tuple[tuple[int, ...], ...]) -> _Key:
@@ -1007,9 +1074,10 @@ class _Search:
         while changed:
             changed = False
             for i, prefix, moving in free_levels:
-                for perm in _order_classes(moving):
-                    trial = current[:i] + (prefix + perm + tuple(d for d in range(_ND) if d not in prefix + perm),) \
-                        + current[i + 1:]
+                trials = [current[:i] + (prefix + perm + tuple(d for d in range(_ND) if d not in prefix + perm),)
+                          + current[i + 1:] for perm in _order_classes(moving)]
+                self._score(shortlist, trials)
+                for trial in trials:
                     value = self._best_key(shortlist, trial)
                     if value < best:
                         best, current, changed = value, trial, True
