@@ -346,11 +346,12 @@ class _Shape:
 
 @dataclass(frozen=True)
 class _LevelPart:
-    """One data space's share of one level: energy (pJ), reads and writes per compute cycle."""
+    """One data space's share of one level: energy (pJ), reads and writes per compute cycle (only
+    where the level's bandwidth is limited)."""
 
-    energy: np.ndarray
-    read_rate: np.ndarray
-    write_rate: np.ndarray
+    energy: _Factor
+    read_rate: _Factor | None
+    write_rate: _Factor | None
 
 
 def _product(*factors: _Factor) -> _Factor:
@@ -362,6 +363,13 @@ def _product(*factors: _Factor) -> _Factor:
             continue
         result = factor if isinstance(result, float) and result == 1.0 else result * factor
     return result
+
+
+def _sum(a: _Factor, b: _Factor) -> _Factor:
+    """``a + b``, skipping a term that is the number 0 (exactly what the sum would give)."""
+    if isinstance(a, float) and a == 0.0:
+        return b
+    return a if isinstance(b, float) and b == 0.0 else a + b
 
 
 def _keepers(keep: tuple[frozenset[str], ...], space: str) -> tuple[int, ...]:
@@ -471,18 +479,24 @@ class _Estimator:
                 counts = (content, fetched, 0.0)
             level = self.levels[k]
             # Counts that are 0 for every candidate add nothing (exactly) and are left out; a block of 1
-            # word needs no rounding up of whole counts.
-            reads, fills, updates = (None if isinstance(c, float) and c == 0.0 else np.rint(zero + c) for c in counts)
+            # word needs no rounding up of whole counts. Only inputs' sliding windows give fractions:
+            # the other data spaces' counts are products and exact quotients of whole numbers.
+            reads, fills, updates = (None if isinstance(c, float) and c == 0.0
+                                     else np.rint(zero + c) if space == "Inputs" else c for c in counts)
             blocks = [(np.ceil(c / level.block) if level.block != 1 else c, energy)
                       for c, energy in ((reads, level.read_energy), (fills, level.write_energy),
                                         (updates, level.write_energy)) if c is not None]
-            accesses: _Factor | None = None
+            accesses: _Factor = 0.0
             for n_blocks, energy in blocks:
-                accesses = n_blocks * energy if accesses is None else accesses + n_blocks * energy
-            written = [c for c in (updates, fills) if c is not None]
+                accesses = _sum(accesses, n_blocks * energy)
             charged = np.minimum(shape.instances[k], level.clusters)
-            part[k] = _LevelPart(charged * (zero if accesses is None else accesses), (zero if reads is None else reads) / compute,
-                                 (sum(written[1:], written[0]) if written else zero) / compute)
+            if level.read_bandwidth is None and level.write_bandwidth is None:
+                read_rate = write_rate = None
+            else:
+                written = [c for c in (updates, fills) if c is not None]
+                read_rate = (0.0 if reads is None else reads) / compute
+                write_rate = (sum(written[1:], written[0]) if written else 0.0) / compute
+            part[k] = _LevelPart(charged * accesses, read_rate, write_rate)
             delivered, previous = fetched, k
         return part
 
@@ -702,10 +716,10 @@ class _Shortlist:
     """One keep choice's best candidates by the quick estimate, ready for the full one."""
 
     keep: tuple[frozenset[str], ...]
-    columns: np.ndarray               # temporal factors of every candidate of the batch (one row each)
-    which: np.ndarray                 # per row, its spatial assignment within the batch
-    rows: np.ndarray                  # the shortlisted rows, best first, numbered among this choice's legal rows
-    picks: np.ndarray                 # the same rows, numbered in ``columns``
+    columns: np.ndarray               # temporal factors of every candidate of the batch (one column each)
+    which: np.ndarray                 # per candidate, its spatial assignment within the batch
+    rows: np.ndarray                  # the shortlisted candidates, best first, numbered among this choice's legal ones
+    picks: np.ndarray                 # the same candidates, numbered in ``columns``
     t: _Table                         # their temporal factors
     s: _Table                         # their spatial factors
     orders: tuple[tuple[int, ...], ...]                  # starting loop orders
@@ -810,23 +824,23 @@ class _Search:
         levels and the keep choices combine those parts. Loops that are 1 on every legal row of a keep
         choice count as nothing there, so the one set of starting orders (the moving loops of all rows)
         gives each keep choice's rows the counts its own starting orders give."""
-        columns = np.concatenate([columns for _, columns in loosest])
-        which = np.concatenate([np.full(columns.shape[0], k) for k, columns in loosest])
-        n = columns.shape[0]
+        columns = np.concatenate([columns for _, columns in loosest], axis=1)
+        which = np.concatenate([np.full(columns.shape[1], k) for k, columns in loosest])
+        n = columns.shape[1]
         t: _Table = [[float(f or 1) for f in level.temporal_fixed] for level in self.levels]
         for c, (i, d) in enumerate(self.slots):
-            t[i][d] = _shared_or_each(columns[:, c])
+            t[i][d] = _shared_or_each(columns[c])
         factors = [[np.array([sp.x[i][d] * sp.y[i][d] for sp in batch]) for d in range(_ND)]
                    for i in range(len(self.levels))]
         s: _Table = [[_shared_or_each(values[which]) for values in level] for level in factors]
         shape = self.estimate.shape(t, s)
-        loosest_high, loosest_low = columns.max(axis=0), columns.min(axis=0)
+        loosest_high, loosest_low = columns.max(axis=1), columns.min(axis=1)
         loosest_orders, _ = self._start_orders(self._largest(loosest_high))
         # The slots that vary, one contiguous row each: a keep choice's largest and smallest factor per slot.
         varying = np.flatnonzero(loosest_high != loosest_low)
         varying_rows: np.ndarray | None = None
         assignments = np.array([k for k, _ in loosest])
-        starts = np.cumsum([0] + [part.shape[0] for _, part in loosest[:-1]])
+        starts = np.cumsum([0] + [part.shape[1] for _, part in loosest[:-1]])
         parts: dict[tuple[str, tuple[int, ...]], dict[int, _LevelPart]] = {}
         every_slot = list(range(len(self.slots)))
         extents: dict[int, list[list[_Factor]]] = {}
@@ -838,7 +852,7 @@ class _Search:
                 extents[i] = [self._extent(part, every_slot, self._base(batch[k]), i) for k, part in loosest]
             if (i, space) not in footprints:
                 footprints[(i, space)] = np.concatenate([
-                    np.broadcast_to(_footprint(space, extent, self.workload), part.shape[0])
+                    np.broadcast_to(_footprint(space, extent, self.workload), part.shape[1])
                     for extent, (_, part) in zip(extents[i], loosest)])
             return footprints[(i, space)]
 
@@ -858,7 +872,7 @@ class _Search:
                 high, low = loosest_high.copy(), loosest_low.copy()
                 if len(varying):
                     if varying_rows is None:
-                        varying_rows = np.ascontiguousarray(columns[:, varying].T)
+                        varying_rows = columns[varying]
                     legal_rows = varying_rows.take(chosen, axis=1)
                     high[varying], low[varying] = legal_rows.max(axis=1), legal_rows.min(axis=1)
             count = n if chosen is None else len(chosen)
@@ -878,7 +892,7 @@ class _Search:
             # number, as the estimate's shortcuts expect.
             shortlist_t: _Table = [[float(f or 1) for f in level.temporal_fixed] for level in self.levels]
             for c, (i, d) in enumerate(self.slots):
-                shortlist_t[i][d] = float(low[c]) if low[c] == high[c] else columns[picks, c].astype(np.float64)
+                shortlist_t[i][d] = float(low[c]) if low[c] == high[c] else columns[c, picks].astype(np.float64)
             # The spatial assignments with a legal row (``which`` runs in blocks, one per assignment).
             present = assignments if chosen is None else assignments[np.add.reduceat(legal, starts) > 0]
             shortlist_s: _Table = [[float(values[present[0]]) if (values[present] == values[present[0]]).all()
@@ -910,7 +924,7 @@ class _Search:
         for k, (r, p) in enumerate(zip(ranked, picked)):
             temporal = [[level.temporal_fixed[d] or 1 for d in range(_ND)] for level in self.levels]
             for c, (i, d) in enumerate(self.slots):
-                temporal[i][d] = int(shortlist.columns[p, c])
+                temporal[i][d] = int(shortlist.columns[c, p])
             candidates.append(_Candidate(tuple(float(v) for v in keys[:, k]), shortlist.base + int(r), nest,
                                          batch[shortlist.which[p]], tuple(tuple(level) for level in temporal)))
         return candidates
@@ -924,7 +938,7 @@ class _Search:
         # Keeping more never frees buffer space: enumerate once under the least every choice keeps.
         least = tuple(frozenset.intersection(*choices) for choices in zip(*keeps))
         loosest = [(k, self._temporal_columns(spatial, least, residual)) for k, spatial in enumerate(batch)]
-        loosest = [(k, columns) for k, columns in loosest if columns.shape[0]]
+        loosest = [(k, columns) for k, columns in loosest if columns.shape[1]]
         if not loosest:
             return []
         shortlists = self._shortlists(batch, keeps, least, loosest)
@@ -983,8 +997,8 @@ class _Search:
 
     def _temporal_columns(self, spatial: _Spatial, keep: tuple[frozenset[str], ...], residual: tuple[int, ...]
                           ) -> np.ndarray:
-        """All temporal factorizations that complete ``spatial`` within every buffer: one row per
-        candidate, one column per free temporal slot (``self.slots``)."""
+        """All temporal factorizations that complete ``spatial`` within every buffer: one column per
+        candidate, one row per free temporal slot (``self.slots``)."""
         spatial_factors = [[x * y for x, y in zip(xs, ys)] for xs, ys in zip(spatial.x, spatial.y)]
         splits = []
         for d in range(_ND):
@@ -993,7 +1007,7 @@ class _Search:
             positions = [c for c, (_, e) in enumerate(self.slots) if e == d]
             options = _ordered_splits(residual[d] // free_spatial, len(positions))
             if options.shape[0] == 0:
-                return np.zeros((0, len(self.slots)), dtype=np.int64)
+                return np.zeros((len(self.slots), 0), dtype=np.int64)
             if positions:
                 splits.append((options, positions))
         # Fewest choices first keeps the partial products small while the buffers prune them.
@@ -1002,22 +1016,25 @@ class _Search:
         # A dimension's split that overflows a buffer with every other dimension at its minimum overflows
         # in every row it would join: drop it before the product (the rows left, and their order, are
         # those the product would keep).
-        splits = [(options[self._fits(options, positions, base, keep)], positions) for options, positions in splits]
-        if any(options.shape[0] == 0 for options, _ in splits):
-            return np.zeros((0, len(self.slots)), dtype=np.int64)
-        columns = np.ones((1, 0), dtype=np.int64)
+        splits = [(options.T[:, self._fits(options.T, positions, base, keep)], positions)
+                  for options, positions in splits]
+        if any(options.shape[1] == 0 for options, _ in splits):
+            return np.zeros((len(self.slots), 0), dtype=np.int64)
+        columns = np.ones((0, 1), dtype=np.int64)
         placed: list[int] = []
         for step, (options, positions) in enumerate(splits):
-            n, k = columns.shape[0], options.shape[0]
-            columns = np.concatenate([np.repeat(columns, k, axis=0), np.tile(options, (n, 1))], axis=1)
+            n, k = columns.shape[1], options.shape[1]
+            columns = np.concatenate([np.repeat(columns, k, axis=1), np.tile(options, (1, n))])
             placed.extend(positions)
             # Dimensions not placed yet sit at their minimum, so an overflow now is an overflow for good;
-            # checking costs time, so it waits until the rows pile up or all dimensions are placed.
-            if columns.shape[0] > _CHECK_ROWS or step == len(splits) - 1:
-                columns = columns[self._fits(columns, placed, base, keep)]
-                if columns.shape[0] == 0:
-                    return np.zeros((0, len(self.slots)), dtype=np.int64)
-        return columns[:, np.argsort(placed)]
+            # checking costs time, so it waits until the candidates pile up or all dimensions are placed.
+            if columns.shape[1] > _CHECK_ROWS or step == len(splits) - 1:
+                fits = self._fits(columns, placed, base, keep)
+                if not fits.all():
+                    columns = columns[:, fits]
+                if columns.shape[1] == 0:
+                    return np.zeros((len(self.slots), 0), dtype=np.int64)
+        return columns[np.argsort(placed)]
 
     def _base(self, spatial: _Spatial) -> np.ndarray:
         """Per level and dimension, the tile extent with every free temporal factor at 1."""
@@ -1027,8 +1044,8 @@ class _Search:
 
     def _fits(self, columns: np.ndarray, placed: list[int], base: np.ndarray, keep: tuple[frozenset[str], ...]
               ) -> np.ndarray:
-        """Which rows of partial temporal factors (columns for the slots in ``placed``) fit every buffer."""
-        fits = np.ones(columns.shape[0], dtype=bool)
+        """Which columns of partial temporal factors (rows for the slots in ``placed``) fit every buffer."""
+        fits = np.ones(columns.shape[1], dtype=bool)
         for i, level in enumerate(self.levels):
             if level.size is None or not keep[i]:
                 continue
@@ -1037,12 +1054,12 @@ class _Search:
         return fits
 
     def _extent(self, columns: np.ndarray, placed: list[int], base: np.ndarray, level: int) -> list[_Factor]:
-        """Per dimension, the extent of ``level``'s tile in rows of partial temporal factors."""
+        """Per dimension, the extent of ``level``'s tile in columns of partial temporal factors."""
         extent = [int(base[level, d]) for d in range(_ND)]
         for c, position in enumerate(placed):
             j, d = self.slots[position]
             if j <= level:
-                extent[d] = extent[d] * columns[:, c]
+                extent[d] = extent[d] * columns[c]
         return extent
 
     def _start_orders(self, largest: list[list[float]]
@@ -1069,14 +1086,16 @@ class _Search:
             return current
         # The shortlist keeps every orders' estimate: the last pass of the descent revisits orders already
         # scored, and the chosen orders' rows are ranked again in _candidates.
-        best = self._best_key(shortlist, current)
+        best: _Key | None = None
         changed = True
         while changed:
             changed = False
             for i, prefix, moving in free_levels:
                 trials = [current[:i] + (prefix + perm + tuple(d for d in range(_ND) if d not in prefix + perm),)
                           + current[i + 1:] for perm in _order_classes(moving)]
-                self._score(shortlist, trials)
+                self._score(shortlist, trials if best is not None else [current, *trials])
+                if best is None:
+                    best = self._best_key(shortlist, current)
                 for trial in trials:
                     value = self._best_key(shortlist, trial)
                     if value < best:
