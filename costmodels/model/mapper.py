@@ -447,10 +447,12 @@ class _Estimator:
         return _Shape(tiles, below, compute, above, instances)
 
     def space_part(self, shape: _Shape, space: str, keepers: tuple[int, ...], orders: tuple[tuple[int, ...], ...],
-                   t: _Table, s: _Table, n: int, walk: bool) -> dict[int, _LevelPart]:
+                   t: _Table, s: _Table, n: int, walk: bool, refetches: dict | None = None
+                   ) -> dict[int, _LevelPart]:
         """One data space's share of each keeping level: its energy and its read and write rates. A
         data space's counts depend only on the levels that keep it, so keep choices that differ
-        elsewhere share this part."""
+        elsewhere share this part. How often a level's tile is refetched depends only on the loops
+        above it: ``refetches`` keeps those counts for other sets of keeping levels."""
         nest = _Nest((), orders)
         zero = np.zeros(n)
         tiles, below, compute = shape.tiles, shape.below, shape.compute
@@ -464,7 +466,14 @@ class _Estimator:
             fetched: _Factor = 0.0
             visits: _Factor = 1.0
             if k != keepers[-1]:
-                changes, visits, sliding = self._refetches(space, k, nest, t, tiles, shape.above)
+                if refetches is None or (space, k) not in refetches:
+                    counted = self._refetches(space, k, nest, t, tiles, shape.above)
+                    if refetches is None:
+                        changes, visits, sliding = counted
+                    else:
+                        refetches[(space, k)] = counted
+                if refetches is not None:
+                    changes, visits, sliding = refetches[(space, k)]
                 if space != "Inputs":
                     fetched = words * changes
                 elif walk and self._slides_twice(k, nest, t):
@@ -523,8 +532,11 @@ class _Estimator:
             for rate, bandwidth in ((read_rate, level.read_bandwidth), (write_rate, level.write_bandwidth)):
                 if bandwidth is not None:
                     short = bandwidth < rate
-                    slowdown = np.where(short, np.minimum(slowdown, bandwidth / np.where(short, rate, 1.0)), slowdown)
-            cycles = np.maximum(cycles, np.where(slowdown == 1.0, compute, np.ceil(compute / slowdown)))
+                    if short.any():
+                        slowdown = np.where(short, np.minimum(slowdown, bandwidth / np.where(short, rate, 1.0)),
+                                            slowdown)
+            if slowdown.min() < 1.0:
+                cycles = np.maximum(cycles, np.where(slowdown == 1.0, compute, np.ceil(compute / slowdown)))
         return cycles, energy
 
     def _groups(self, space: str, spatial: list[_Factor], below: list[_Factor]) -> _Factor:
@@ -842,6 +854,7 @@ class _Search:
         assignments = np.array([k for k, _ in loosest])
         starts = np.cumsum([0] + [part.shape[1] for _, part in loosest[:-1]])
         parts: dict[tuple[str, tuple[int, ...]], dict[int, _LevelPart]] = {}
+        refetches: dict[tuple[str, int], tuple[_Factor, _Factor, _Factor]] = {}
         every_slot = list(range(len(self.slots)))
         extents: dict[int, list[list[_Factor]]] = {}
         footprints: dict[tuple[int, str], np.ndarray] = {}
@@ -880,7 +893,8 @@ class _Search:
             for space in DATA_SPACES:
                 held = (space, _keepers(keep, space))
                 if held not in parts:
-                    parts[held] = self.estimate.space_part(shape, space, held[1], loosest_orders, t, s, n, walk=False)
+                    parts[held] = self.estimate.space_part(shape, space, held[1], loosest_orders, t, s, n, walk=False,
+                                                           refetches=refetches)
             cycles, energy = self.estimate.combine(
                 shape, [parts[(space, _keepers(keep, space))] for space in DATA_SPACES], n)
             if chosen is not None:
