@@ -19,11 +19,12 @@ sampling it, the search enumerates it in an order that lets most of it go unscor
    (`model.evaluate`), which alone decides the answer.
 
 Loop orders fixed by constraints are used as given. Where a level's order is free, it is chosen per
-level by coordinate descent on the estimate, over one order per distinct reuse pattern (orders that
-differ only in unit loops, or in loops that reuse the same tiles, are one), for the keep choices that
-come close to the leader under the starting orders; the other keep choices take the better of their
-starting orders and those found. The shortlist's size and the margin are heuristic cuts (see
-docs/assumptions.md): on the reference workloads they lose nothing.
+level by coordinate descent on the estimate without the input walk, over one order per distinct reuse
+pattern (orders that differ only in unit loops, or in loops that reuse the same tiles, are one), for
+the keep choices that come close to the leader under the starting orders; the other keep choices take
+the better of their starting orders and those found. The shortlist's size, the margin and the descent
+without the walk are heuristic cuts (see docs/assumptions.md): on the reference workloads they lose
+nothing.
 """
 
 from __future__ import annotations
@@ -447,12 +448,14 @@ class _Estimator:
         return _Shape(tiles, below, compute, above, instances)
 
     def space_part(self, shape: _Shape, space: str, keepers: tuple[int, ...], orders: tuple[tuple[int, ...], ...],
-                   t: _Table, s: _Table, n: int, walk: bool, refetches: dict | None = None
+                   t: _Table, s: _Table, n: int, walk: bool, memo: dict | None = None
                    ) -> dict[int, _LevelPart]:
         """One data space's share of each keeping level: its energy and its read and write rates. A
         data space's counts depend only on the levels that keep it, so keep choices that differ
-        elsewhere share this part. How often a level's tile is refetched depends only on the loops
-        above it: ``refetches`` keeps those counts for other sets of keeping levels."""
+        elsewhere share this part. Within one set of candidates and loop orders, ``memo`` keeps what
+        other sets of keeping levels share: how often a level's tile is refetched depends only on the
+        loops above it, and a level's share only on the next inner level that keeps the data space
+        and whether an outer one does."""
         nest = _Nest((), orders)
         zero = np.zeros(n)
         tiles, below, compute = shape.tiles, shape.below, shape.compute
@@ -460,20 +463,26 @@ class _Estimator:
         delivered: _Factor = compute
         previous = -1
         for k in keepers:
+            shared = ("share", space, previous, k, k == keepers[-1])
+            if memo is not None and shared in memo:
+                part[k], delivered = memo[shared]
+                previous = k
+                continue
             content = _product(delivered, _product(*(self._groups(space, s[i], below[i])
                                                      for i in range(previous + 1, k + 1))))
             words = _footprint(space, tiles[k], self.workload)
             fetched: _Factor = 0.0
             visits: _Factor = 1.0
             if k != keepers[-1]:
-                if refetches is None or (space, k) not in refetches:
+                refetched = ("refetches", space, k)
+                if memo is None or refetched not in memo:
                     counted = self._refetches(space, k, nest, t, tiles, shape.above)
-                    if refetches is None:
+                    if memo is None:
                         changes, visits, sliding = counted
                     else:
-                        refetches[(space, k)] = counted
-                if refetches is not None:
-                    changes, visits, sliding = refetches[(space, k)]
+                        memo[refetched] = counted
+                if memo is not None:
+                    changes, visits, sliding = memo[refetched]
                 if space != "Inputs":
                     fetched = words * changes
                 elif walk and self._slides_twice(k, nest, t):
@@ -506,38 +515,56 @@ class _Estimator:
                 read_rate = (0.0 if reads is None else reads) / compute
                 write_rate = (sum(written[1:], written[0]) if written else 0.0) / compute
             part[k] = _LevelPart(charged * accesses, read_rate, write_rate)
+            if memo is not None:
+                memo[shared] = (part[k], fetched)
             delivered, previous = fetched, k
         return part
 
-    def combine(self, shape: _Shape, parts: Sequence[dict[int, _LevelPart]], n: int
+    def combine(self, shape: _Shape, parts: Sequence[dict[int, _LevelPart]], n: int, memo: dict | None = None
                 ) -> tuple[np.ndarray, np.ndarray]:
         """(cycles, energy) from each data space's part, summed in the model's order: levels outermost,
-        then data spaces."""
+        then data spaces. ``memo`` keeps the sums over the first levels for other parts that share
+        those levels' shares (the same objects)."""
         zero = np.zeros(n)
         compute = shape.compute
         energy = zero + self.workload.macs * self.mac_energy
         cycles = compute + zero
+        summed: tuple = ()
         for i, level in enumerate(self.levels):
             shares = [part[i] for part in parts if i in part]
+            if memo is not None:
+                summed += (tuple(map(id, shares)),)
+                if summed in memo:
+                    cycles, energy = memo[summed]
+                    continue
             for share in shares:
                 energy = energy + share.energy
-            if level.read_bandwidth is None and level.write_bandwidth is None:
-                continue
-            # The model's (and Timeloop's) floating-point steps, so that the ceiling agrees.
-            read_rate = write_rate = zero
-            for share in shares:
-                read_rate = read_rate + share.read_rate
-                write_rate = write_rate + share.write_rate
-            slowdown = np.ones(n)
-            for rate, bandwidth in ((read_rate, level.read_bandwidth), (write_rate, level.write_bandwidth)):
-                if bandwidth is not None:
-                    short = bandwidth < rate
-                    if short.any():
-                        slowdown = np.where(short, np.minimum(slowdown, bandwidth / np.where(short, rate, 1.0)),
-                                            slowdown)
-            if slowdown.min() < 1.0:
-                cycles = np.maximum(cycles, np.where(slowdown == 1.0, compute, np.ceil(compute / slowdown)))
+            if level.read_bandwidth is not None or level.write_bandwidth is not None:
+                cycles = self._stretched(cycles, compute, shares, level, n)
+            if memo is not None:
+                memo[summed] = (cycles, energy)
         return cycles, energy
+
+    @staticmethod
+    def _stretched(cycles: np.ndarray, compute: _Factor, shares: list[_LevelPart], level: _Level, n: int
+                   ) -> np.ndarray:
+        """``cycles``, stretched where the level's reads or writes exceed its bandwidth."""
+        zero = np.zeros(n)
+        # The model's (and Timeloop's) floating-point steps, so that the ceiling agrees.
+        read_rate = write_rate = zero
+        for share in shares:
+            read_rate = read_rate + share.read_rate
+            write_rate = write_rate + share.write_rate
+        slowdown = np.ones(n)
+        for rate, bandwidth in ((read_rate, level.read_bandwidth), (write_rate, level.write_bandwidth)):
+            if bandwidth is not None:
+                short = bandwidth < rate
+                if short.any():
+                    slowdown = np.where(short, np.minimum(slowdown, bandwidth / np.where(short, rate, 1.0)),
+                                        slowdown)
+        if slowdown.min() < 1.0:
+            cycles = np.maximum(cycles, np.where(slowdown == 1.0, compute, np.ceil(compute / slowdown)))
+        return cycles
 
     def _groups(self, space: str, spatial: list[_Factor], below: list[_Factor]) -> _Factor:
         """Distinct copies one fan-out sends per delivery: children whose tiles sit at the same
@@ -737,9 +764,11 @@ class _Shortlist:
     orders: tuple[tuple[int, ...], ...]                  # starting loop orders
     free_levels: list[tuple[int, tuple, tuple]]          # levels whose order is free
     best: _Key                        # the quick estimate of the best row
-    exact: np.ndarray | None          # the rows' keys where the quick estimate is the full one
+    quick: np.ndarray                 # the rows' keys by the quick estimate (starting orders, no input walk)
+    walks: bool                       # whether the input walk can change them (else they are the full estimate)
     base: int                         # enumeration number of the first row
-    scored: dict = field(default_factory=dict)     # full-estimate keys of the rows, per loop orders
+    # Keys of the rows by the estimate, per (loop orders, with the input walk or not).
+    scored: dict = field(default_factory=dict)
 
 
 class _Search:
@@ -854,7 +883,7 @@ class _Search:
         assignments = np.array([k for k, _ in loosest])
         starts = np.cumsum([0] + [part.shape[1] for _, part in loosest[:-1]])
         parts: dict[tuple[str, tuple[int, ...]], dict[int, _LevelPart]] = {}
-        refetches: dict[tuple[str, int], tuple[_Factor, _Factor, _Factor]] = {}
+        memo: dict[tuple, tuple] = {}
         every_slot = list(range(len(self.slots)))
         extents: dict[int, list[list[_Factor]]] = {}
         footprints: dict[tuple[int, str], np.ndarray] = {}
@@ -894,9 +923,9 @@ class _Search:
                 held = (space, _keepers(keep, space))
                 if held not in parts:
                     parts[held] = self.estimate.space_part(shape, space, held[1], loosest_orders, t, s, n, walk=False,
-                                                           refetches=refetches)
+                                                           memo=memo)
             cycles, energy = self.estimate.combine(
-                shape, [parts[(space, _keepers(keep, space))] for space in DATA_SPACES], n)
+                shape, [parts[(space, _keepers(keep, space))] for space in DATA_SPACES], n, memo)
             if chosen is not None:
                 cycles, energy = cycles[chosen], energy[chosen]
             keys = np.stack(_metric_values(self.metrics, cycles, energy))
@@ -912,10 +941,9 @@ class _Search:
             shortlist_s: _Table = [[float(values[present[0]]) if (values[present] == values[present[0]]).all()
                                     else values[which[picks]].astype(np.float64) for values in level]
                                    for level in factors]
-            exact = None if self.estimate.walks(_Nest(keep, orders), shortlist_t) else keys[:, rows]
             shortlists.append(_Shortlist(keep, columns, which, rows, picks, shortlist_t, shortlist_s, orders,
-                                         free_levels, tuple(float(v) for v in keys[:, rows[0]]), exact,
-                                         self.considered))
+                                         free_levels, tuple(float(v) for v in keys[:, rows[0]]), keys[:, rows],
+                                         self.estimate.walks(_Nest(keep, orders), shortlist_t), self.considered))
             self.considered += count
         return shortlists
 
@@ -972,16 +1000,17 @@ class _Search:
                 chosen[k] = min(trials, key=lambda trial: self._best_key(sl, trial))
         return [c for k, sl in enumerate(shortlists) for c in self._candidates(batch, sl, chosen[k])]
 
-    def _score(self, shortlist: _Shortlist, trials: Sequence[tuple[tuple[int, ...], ...]]) -> None:
-        """The full estimate of the shortlisted rows under each of ``trials`` (loop orders) not scored
-        yet, all in one pass: the rows are repeated once per trial, and a level whose order differs
-        between trials gets an order per row."""
+    def _score(self, shortlist: _Shortlist, trials: Sequence[tuple[tuple[int, ...], ...]], walk: bool = True
+               ) -> None:
+        """The estimate (with the input walk: the full one) of the shortlisted rows under each of
+        ``trials`` (loop orders) not scored yet, all in one pass: the rows are repeated once per trial,
+        and a level whose order differs between trials gets an order per row."""
         missing = []
         for orders in dict.fromkeys(trials):
-            if orders in shortlist.scored:
+            if (orders, walk) in shortlist.scored:
                 continue
-            if orders == shortlist.orders and shortlist.exact is not None:
-                shortlist.scored[orders] = shortlist.exact
+            if orders == shortlist.orders and not (walk and shortlist.walks):
+                shortlist.scored[(orders, walk)] = shortlist.quick
             else:
                 missing.append(orders)
         if not missing:
@@ -994,19 +1023,19 @@ class _Search:
                              else np.repeat(np.array([orders[i] for orders in missing]), n, axis=0))
         t, s = ([[f if isinstance(f, float) else np.tile(f, repeats) for f in level] for level in table]
                 for table in (shortlist.t, shortlist.s))
-        cycles, energy = self.estimate(_Nest(shortlist.keep, tuple(per_level)), t, s, n * repeats)
+        cycles, energy = self.estimate(_Nest(shortlist.keep, tuple(per_level)), t, s, n * repeats, walk)
         keys = np.stack(_metric_values(self.metrics, cycles, energy))
         for k, orders in enumerate(missing):
-            shortlist.scored[orders] = keys[:, k * n:(k + 1) * n]
+            shortlist.scored[(orders, walk)] = keys[:, k * n:(k + 1) * n]
 
-    def _keys(self, shortlist: _Shortlist, orders: tuple[tuple[int, ...], ...]) -> np.ndarray:
-        """The objective's values of the shortlisted rows by the full estimate under ``orders``
-        (metrics x rows), estimated once per orders."""
-        self._score(shortlist, [orders])
-        return shortlist.scored[orders]
+    def _keys(self, shortlist: _Shortlist, orders: tuple[tuple[int, ...], ...], walk: bool = True) -> np.ndarray:
+        """The objective's values of the shortlisted rows (metrics x rows) by the estimate under
+        ``orders``, with the input walk (the full estimate) or without; estimated once each."""
+        self._score(shortlist, [orders], walk)
+        return shortlist.scored[(orders, walk)]
 
-    def _best_key(self, shortlist: _Shortlist, orders: tuple[tuple[int, ...], ...]) -> _Key:
-        keys = self._keys(shortlist, orders)
+    def _best_key(self, shortlist: _Shortlist, orders: tuple[tuple[int, ...], ...], walk: bool = True) -> _Key:
+        keys = self._keys(shortlist, orders, walk)
         return tuple(float(v) for v in keys[:, np.lexsort(keys[::-1])[0]])
 
     def _temporal_columns(self, spatial: _Spatial, keep: tuple[frozenset[str], ...], residual: tuple[int, ...]
@@ -1094,7 +1123,10 @@ class _Search:
         return tuple(orders), free_levels
 
     def _orders(self, shortlist: _Shortlist) -> tuple[tuple[int, ...], ...]:
-        """Free loop orders by coordinate descent on the estimate of a shortlist's rows."""
+        """Free loop orders by coordinate descent on the estimate of a shortlist's rows. The descent
+        compares orders without the input walk (the closed-form sliding-window count), which costs
+        a third less per order; the orders found are ranked with it (``_candidates``). A heuristic
+        cut: on every reference workload and ResNet-18 candidate LUT, it finds the same mappings."""
         current, free_levels = shortlist.orders, shortlist.free_levels
         if not free_levels:
             return current
@@ -1107,11 +1139,11 @@ class _Search:
             for i, prefix, moving in free_levels:
                 trials = [current[:i] + (prefix + perm + tuple(d for d in range(_ND) if d not in prefix + perm),)
                           + current[i + 1:] for perm in _order_classes(moving)]
-                self._score(shortlist, trials if best is not None else [current, *trials])
+                self._score(shortlist, trials if best is not None else [current, *trials], False)
                 if best is None:
-                    best = self._best_key(shortlist, current)
+                    best = self._best_key(shortlist, current, False)
                 for trial in trials:
-                    value = self._best_key(shortlist, trial)
+                    value = self._best_key(shortlist, trial, False)
                     if value < best:
                         best, current, changed = value, trial, True
         return current
@@ -1171,18 +1203,23 @@ def _order_classes(moving: tuple[int, ...]) -> tuple[tuple[int, ...], ...]:
 def _best_rows(keys: np.ndarray, count: int) -> np.ndarray:
     """The first ``count`` of ``np.lexsort(keys[::-1])`` (rows by the metrics in order, ties by row
     number), selected by partitions before the few are sorted."""
-    pool = np.arange(keys.shape[1])
+    pool: np.ndarray | None = None      # the rows tied on every metric so far (None: all rows)
     taken = []
     need = count
     for values in keys:
-        if len(pool) <= need:
+        if (keys.shape[1] if pool is None else len(pool)) <= need:
             break
-        within = values[pool]
+        within = values if pool is None else values[pool]
+        if within.min() == within.max():
+            continue                    # all tied: the next metric decides
         cut = np.partition(within, need - 1)[need - 1]
         better = within < cut
-        taken.append(pool[better])
-        need -= int(better.sum())
-        pool = pool[within == cut]      # tied on every metric so far; the next one decides
+        taken.append(np.flatnonzero(better) if pool is None else pool[better])
+        need -= len(taken[-1])
+        tied = within == cut            # the next metric decides among these
+        pool = np.flatnonzero(tied) if pool is None else pool[tied]
+    if pool is None:
+        pool = np.arange(keys.shape[1])
     chosen = np.sort(np.concatenate([*taken, pool[:need]]))
     return chosen[np.lexsort(keys[::-1][:, chosen])]
 
