@@ -868,19 +868,20 @@ class _Search:
         columns = np.concatenate([columns for _, columns in loosest], axis=1)
         which = np.concatenate([np.full(columns.shape[1], k) for k, columns in loosest])
         n = columns.shape[1]
+        loosest_high, loosest_low = columns.max(axis=1), columns.min(axis=1)
         t: _Table = [[float(f or 1) for f in level.temporal_fixed] for level in self.levels]
         for c, (i, d) in enumerate(self.slots):
-            t[i][d] = _shared_or_each(columns[c])
+            t[i][d] = float(loosest_low[c]) if loosest_low[c] == loosest_high[c] else columns[c].astype(np.float64)
         factors = [[np.array([sp.x[i][d] * sp.y[i][d] for sp in batch]) for d in range(_ND)]
                    for i in range(len(self.levels))]
-        s: _Table = [[_shared_or_each(values[which]) for values in level] for level in factors]
+        assignments = np.array([k for k, _ in loosest])
+        s: _Table = [[float(values[assignments[0]]) if (values[assignments] == values[assignments[0]]).all()
+                      else values[which].astype(np.float64) for values in level] for level in factors]
         shape = self.estimate.shape(t, s)
-        loosest_high, loosest_low = columns.max(axis=1), columns.min(axis=1)
         loosest_orders, _ = self._start_orders(self._largest(loosest_high))
         # The slots that vary, one contiguous row each: a keep choice's largest and smallest factor per slot.
         varying = np.flatnonzero(loosest_high != loosest_low)
         varying_rows: np.ndarray | None = None
-        assignments = np.array([k for k, _ in loosest])
         starts = np.cumsum([0] + [part.shape[1] for _, part in loosest[:-1]])
         parts: dict[tuple[str, tuple[int, ...]], dict[int, _LevelPart]] = {}
         memo: dict[tuple, tuple] = {}
@@ -914,8 +915,8 @@ class _Search:
                 high, low = loosest_high.copy(), loosest_low.copy()
                 if len(varying):
                     if varying_rows is None:
-                        varying_rows = columns[varying]
-                    legal_rows = varying_rows.take(chosen, axis=1)
+                        varying_rows = columns[varying].astype(np.int32)    # factors <= MAX_DIMENSION
+                    legal_rows = varying_rows.compress(legal, axis=1)
                     high[varying], low[varying] = legal_rows.max(axis=1), legal_rows.min(axis=1)
             count = n if chosen is None else len(chosen)
             orders, free_levels = self._start_orders(self._largest(high))
@@ -1222,12 +1223,6 @@ def _best_rows(keys: np.ndarray, count: int) -> np.ndarray:
         pool = np.arange(keys.shape[1])
     chosen = np.sort(np.concatenate([*taken, pool[:need]]))
     return chosen[np.lexsort(keys[::-1][:, chosen])]
-
-
-def _shared_or_each(values: np.ndarray) -> _Factor:
-    """One number when all candidates share the value, else the values as floats."""
-    first = values[0]
-    return float(first) if (values == first).all() else values.astype(np.float64)
 
 
 # --- padding ---------------------------------------------------------------------------------------
