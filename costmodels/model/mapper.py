@@ -331,6 +331,9 @@ class _Nest:
 # per candidate. Most slots are fixed by constraints, so most of the arithmetic stays scalar.
 _Factor = float | np.ndarray
 _Table = list[list[_Factor]]
+# One temporal loop of a level: its dimension, bound and the level's tile extent along it (numbers, or
+# with an order per candidate, one value per candidate).
+_Loop = tuple[int | np.ndarray, _Factor, _Factor]
 
 
 @dataclass(frozen=True)
@@ -426,9 +429,23 @@ class _Estimator:
         factors (X times Y) ``s``. Without ``walk``, inputs that two loops move along one axis get the
         closed-form count too (quicker, not exact)."""
         shape = self.shape(t, s)
-        parts = [self.space_part(shape, space, _keepers(nest.keep, space), nest.orders, t, s, n, walk)
+        loops = self.loops(nest.orders, t, shape.tiles)
+        parts = [self.space_part(shape, space, _keepers(nest.keep, space), loops, t, s, n, walk)
                  for space in DATA_SPACES]
         return self.combine(shape, parts, n)
+
+    def loops(self, orders: tuple[tuple[int, ...] | np.ndarray, ...], t: _Table, tiles: _Table) -> list[list[_Loop]]:
+        """Per level, its temporal loops innermost first, leaving out those that are 1 for every
+        candidate."""
+        table = []
+        for j, order in enumerate(orders):
+            level = []
+            for d in _loop_dims(order):
+                bound = _pick(t[j], d)
+                if not (isinstance(bound, float) and bound == 1.0):
+                    level.append((d, bound, _pick(tiles[j], d)))
+            table.append(level)
+        return table
 
     def shape(self, t: _Table, s: _Table) -> _Shape:
         n_levels = len(self.levels)
@@ -447,7 +464,7 @@ class _Estimator:
             instances[i] = _product(instances[i + 1], _product(*s[i + 1]))
         return _Shape(tiles, below, compute, above, instances)
 
-    def space_part(self, shape: _Shape, space: str, keepers: tuple[int, ...], orders: tuple[tuple[int, ...], ...],
+    def space_part(self, shape: _Shape, space: str, keepers: tuple[int, ...], loops: list[list[_Loop]],
                    t: _Table, s: _Table, n: int, walk: bool, memo: dict | None = None
                    ) -> dict[int, _LevelPart]:
         """One data space's share of each keeping level: its energy and its read and write rates. A
@@ -456,7 +473,6 @@ class _Estimator:
         other sets of keeping levels share: how often a level's tile is refetched depends only on the
         loops above it, and a level's share only on the next inner level that keeps the data space
         and whether an outer one does."""
-        nest = _Nest((), orders)
         zero = np.zeros(n)
         tiles, below, compute = shape.tiles, shape.below, shape.compute
         part: dict[int, _LevelPart] = {}
@@ -476,7 +492,7 @@ class _Estimator:
             if k != keepers[-1]:
                 refetched = ("refetches", space, k)
                 if memo is None or refetched not in memo:
-                    counted = self._refetches(space, k, nest, t, tiles, shape.above)
+                    counted = self._refetches(space, k, loops, tiles, shape.above)
                     if memo is None:
                         changes, visits, sliding = counted
                     else:
@@ -485,8 +501,8 @@ class _Estimator:
                     changes, visits, sliding = memo[refetched]
                 if space != "Inputs":
                     fetched = words * changes
-                elif walk and self._slides_twice(k, nest, t):
-                    fetched = self._input_walk(k, nest, t, tiles, words, n)
+                elif walk and self._slides_twice(k, t):
+                    fetched = self._input_walk(k, loops, tiles, words, n)
                 else:
                     fetched = words * sliding
             if space == "Outputs":
@@ -596,9 +612,9 @@ class _Estimator:
     def walks(self, nest: _Nest, t: _Table) -> bool:
         """Whether the estimate needs ``_input_walk`` (else ``walk=False`` changes nothing)."""
         keepers = [i for i in range(len(self.levels)) if "Inputs" in nest.keep[i]]
-        return any(self._slides_twice(k, nest, t) for k in keepers[:-1])
+        return any(self._slides_twice(k, t) for k in keepers[:-1])
 
-    def _slides_twice(self, level: int, nest: _Nest, t: _Table) -> bool:
+    def _slides_twice(self, level: int, t: _Table) -> bool:
         """Whether two loops above ``level`` can move an input tile along the same axis (P and R, or
         Q and S, or one of them split over levels). Only then can a move past the innermost relevant
         loop still overlap the tile, which the simple count above misses."""
@@ -609,7 +625,8 @@ class _Estimator:
                 return True
         return False
 
-    def _input_walk(self, level: int, nest: _Nest, t: _Table, tiles: _Table, size: _Factor, n: int) -> np.ndarray:
+    def _input_walk(self, level: int, table: list[list[_Loop]], tiles: _Table, size: _Factor, n: int
+                    ) -> np.ndarray:
         """Words one instance of ``level`` fetches of its input tile, by the model's delta walk: each
         loop's move is its step minus one step of every inner loop that wraps; the tile keeps the
         translation of its last move on record, and a move with another translation than the record
@@ -623,22 +640,24 @@ class _Estimator:
         # but advancing it still moves the tile back by the steps of the inner loops that wrap.
         axis_of = {_N: 0, _C: 1, _P: 2, _R: 2, _Q: 3, _S: 3, _M: None}
         scale = {_N: 1, _C: 1, _P: ws, _R: wd, _Q: hs, _S: hd, _M: 0}
-        loops = [(j, d) for j in range(level + 1, len(self.levels)) for d in _loop_dims(nest.orders[j])
-                 if not (isinstance(bound := _pick(t[j], d), float) and bound == 1.0)]
+        loops = [loop for j in range(level + 1, len(self.levels)) for loop in table[j]]
+        if any(isinstance(d, np.ndarray) for d, _, _ in loops):     # lookup tables for dimensions per candidate
+            scale_of = np.array([scale[e] for e in range(_ND)], dtype=np.float64)
+            axes_of = np.array([-1 if axis_of[e] is None else axis_of[e] for e in range(_ND)])
         count = len(loops) + 1
         # All loops at once, one row each (innermost first): bound, and the step of the tile along
         # its coordinate. Steps are whole numbers, so the sums below are exact in any order.
         bounds = np.empty((len(loops), n))
         own = np.zeros((len(loops), 4, n))      # a loop's step on its own coordinate
-        for m, (j, d) in enumerate(loops):
-            bounds[m] = _pick(t[j], d)
+        for m, (d, bound, tile) in enumerate(loops):
+            bounds[m] = bound
             if isinstance(d, np.ndarray):
-                step = _pick(tiles[j], d) / bounds[m] * np.array([scale[e] for e in range(_ND)])[d]
-                axes = np.array([-1 if axis_of[e] is None else axis_of[e] for e in range(_ND)])[d]
+                step = tile / bounds[m] * scale_of[d]
+                axes = axes_of[d]
                 for axis in range(4):
                     own[m, axis] = np.where(axes == axis, step, 0.0)
             elif axis_of[d] is not None:
-                own[m, axis_of[d]] = tiles[j][d] / t[j][d] * scale[d]
+                own[m, axis_of[d]] = tile / bound * scale[d]
         present = bounds > 1
         # A loop's move is its step minus the steps of every inner loop that wraps (the steps so far).
         wraps = np.zeros_like(own)
@@ -675,7 +694,7 @@ class _Estimator:
             leave = np.where(present[m], leave.take(then), leave)
         return size + total[0]
 
-    def _refetches(self, space: str, level: int, nest: _Nest, t: _Table, tiles: _Table, above: list[_Factor]
+    def _refetches(self, space: str, level: int, loops: list[list[_Loop]], tiles: _Table, above: list[_Factor]
                    ) -> tuple[_Factor, _Factor, _Factor]:
         """How often the level's tile changes, how many distinct tiles it visits (outputs only: 1 for the
         other data spaces, which do not need it), and the change count
@@ -686,10 +705,7 @@ class _Estimator:
         slide: _Factor = 1.0
         searching: bool | np.ndarray = True
         for j in range(level + 1, len(self.levels)):
-            for d in _loop_dims(nest.orders[j]):
-                bound = _pick(t[j], d)
-                if isinstance(bound, float) and bound == 1.0:
-                    continue
+            for d, bound, tile in loops[j]:
                 is_relevant = _relevant(space, d)
                 if is_relevant is not True:
                     # Where the innermost relevant loop is already found, the tile is not reused further.
@@ -717,7 +733,7 @@ class _Estimator:
                         partner, step, partner_step = self.partner[d], self.steps[d], self.steps[self.partner[d]]
                     own, other = _pick(tiles[level], d), _pick(tiles[level], partner)
                     extent = (own - 1) * step + (other - 1) * partner_step + 1
-                    shift = _pick(tiles[j], d) / bound * step
+                    shift = tile / bound * step
                     fraction = np.minimum(shift, extent) / extent
                     # A tile that stayed in place before this slide has a zero translation on record;
                     # Timeloop then discards the overlap (see analytical._input_fetches).
@@ -879,6 +895,7 @@ class _Search:
                       else values[which].astype(np.float64) for values in level] for level in factors]
         shape = self.estimate.shape(t, s)
         loosest_orders, _ = self._start_orders(self._largest(loosest_high))
+        loosest_loops = self.estimate.loops(loosest_orders, t, shape.tiles)
         # The slots that vary, one contiguous row each: a keep choice's largest and smallest factor per slot.
         varying = np.flatnonzero(loosest_high != loosest_low)
         varying_rows: np.ndarray | None = None
@@ -923,8 +940,8 @@ class _Search:
             for space in DATA_SPACES:
                 held = (space, _keepers(keep, space))
                 if held not in parts:
-                    parts[held] = self.estimate.space_part(shape, space, held[1], loosest_orders, t, s, n, walk=False,
-                                                           memo=memo)
+                    parts[held] = self.estimate.space_part(shape, space, held[1], loosest_loops, t, s, n,
+                                                           walk=False, memo=memo)
             cycles, energy = self.estimate.combine(
                 shape, [parts[(space, _keepers(keep, space))] for space in DATA_SPACES], n, memo)
             if chosen is not None:
