@@ -69,12 +69,12 @@ _CHECK_ROWS = 4096
 # free loop orders are chosen). A heuristic cut: on every reference workload, 512 finds mappings of
 # the same cycles and energy.
 _SHORTLIST = 64
-# Keep choices whose shortlist's best is within this factor of the best one (in every metric) get their
-# free loop orders searched; the others take the better of their starting orders and those found. A
-# heuristic cut: 1.0 (the leader only) is faster but finds up to 2.5 % more energy for two low-rank
-# candidates of ResNet-18's layer4.0.downsample on simple_weight_stationary; 1.05 loses nothing against
-# 1.1 on the reference workloads or on the ResNet-18 LUTs.
-_DESCENT_MARGIN = 1.05
+# Keep choices whose best candidate by the quick estimate is within this factor of the best one's (in
+# every metric) go on to their shortlist, loop-order descent and pricing; the others are dropped. A
+# heuristic cut: 1.0 (the leader only) finds up to 2.5 % more energy for two low-rank candidates of
+# ResNet-18's layer4.0.downsample on simple_weight_stationary; 1.05 finds the same mappings as 1.1 and
+# as taking every keep choice on (see docs/assumptions.md).
+_MARGIN = 1.05
 
 
 @dataclass(frozen=True)
@@ -779,7 +779,6 @@ class _Shortlist:
     s: _Table                         # their spatial factors
     orders: tuple[tuple[int, ...], ...]                  # starting loop orders
     free_levels: list[tuple[int, tuple, tuple]]          # levels whose order is free
-    best: _Key                        # the quick estimate of the best row
     quick: np.ndarray                 # the rows' keys by the quick estimate (starting orders, no input walk)
     walks: bool                       # whether the input walk can change them (else they are the full estimate)
     base: int                         # enumeration number of the first row
@@ -899,7 +898,6 @@ class _Search:
         # The slots that vary, one contiguous row each: a keep choice's largest and smallest factor per slot.
         varying = np.flatnonzero(loosest_high != loosest_low)
         varying_rows: np.ndarray | None = None
-        starts = np.cumsum([0] + [part.shape[1] for _, part in loosest[:-1]])
         parts: dict[tuple[str, tuple[int, ...]], dict[int, _LevelPart]] = {}
         memo: dict[tuple, tuple] = {}
         every_slot = list(range(len(self.slots)))
@@ -916,27 +914,18 @@ class _Search:
                     for extent, (_, part) in zip(extents[i], loosest)])
             return footprints[(i, space)]
 
-        shortlists = []
+        # Every keep choice with a legal row, estimated: (keep, its legal rows or None for all, their
+        # keys, the enumeration number of its first row, its best key).
+        estimated = []
         for keep in keeps:
             # Rows of ``loosest`` fit every level that keeps no more than it must.
             legal = np.ones(n, dtype=bool)
             for i, level in enumerate(self.levels):
                 if level.size is not None and keep[i] != least[i]:
                     legal &= sum(footprint(i, space) for space in sorted(keep[i])) <= level.size
-            if legal.all():
-                chosen, high, low = None, loosest_high, loosest_low
-            elif not legal.any():
+            if not legal.any():
                 continue
-            else:
-                chosen = np.flatnonzero(legal)
-                high, low = loosest_high.copy(), loosest_low.copy()
-                if len(varying):
-                    if varying_rows is None:
-                        varying_rows = columns[varying].astype(np.int32)    # factors <= MAX_DIMENSION
-                    legal_rows = varying_rows.compress(legal, axis=1)
-                    high[varying], low[varying] = legal_rows.max(axis=1), legal_rows.min(axis=1)
-            count = n if chosen is None else len(chosen)
-            orders, free_levels = self._start_orders(self._largest(high))
+            chosen = None if legal.all() else np.flatnonzero(legal)
             for space in DATA_SPACES:
                 held = (space, _keepers(keep, space))
                 if held not in parts:
@@ -947,6 +936,26 @@ class _Search:
             if chosen is not None:
                 cycles, energy = cycles[chosen], energy[chosen]
             keys = np.stack(_metric_values(self.metrics, cycles, energy))
+            best = tuple(float(v) for v in keys[:, _best_rows(keys, 1)[0]])
+            estimated.append((keep, chosen, keys, self.considered, best))
+            self.considered += n if chosen is None else len(chosen)
+        if not estimated:
+            return []
+        lead = min(best for *_, best in estimated)
+        shortlists = []
+        for keep, chosen, keys, base, best in estimated:
+            if not all(v <= w * _MARGIN for v, w in zip(best, lead)):
+                continue
+            if chosen is None:
+                high, low = loosest_high, loosest_low
+            else:
+                high, low = loosest_high.copy(), loosest_low.copy()
+                if len(varying):
+                    if varying_rows is None:
+                        varying_rows = columns[varying].astype(np.int32)    # factors <= MAX_DIMENSION
+                    legal_rows = varying_rows.take(chosen, axis=1)
+                    high[varying], low[varying] = legal_rows.max(axis=1), legal_rows.min(axis=1)
+            orders, free_levels = self._start_orders(self._largest(high))
             rows = _best_rows(keys, _SHORTLIST)
             picks = rows if chosen is None else chosen[rows]
             # The factors of the shortlisted rows; a slot shared by all of the keep choice's rows stays one
@@ -955,14 +964,13 @@ class _Search:
             for c, (i, d) in enumerate(self.slots):
                 shortlist_t[i][d] = float(low[c]) if low[c] == high[c] else columns[c, picks].astype(np.float64)
             # The spatial assignments with a legal row (``which`` runs in blocks, one per assignment).
-            present = assignments if chosen is None else assignments[np.add.reduceat(legal, starts) > 0]
+            present = assignments if chosen is None else np.flatnonzero(np.bincount(which[chosen]))
             shortlist_s: _Table = [[float(values[present[0]]) if (values[present] == values[present[0]]).all()
                                     else values[which[picks]].astype(np.float64) for values in level]
                                    for level in factors]
             shortlists.append(_Shortlist(keep, columns, which, rows, picks, shortlist_t, shortlist_s, orders,
-                                         free_levels, tuple(float(v) for v in keys[:, rows[0]]), keys[:, rows],
-                                         self.estimate.walks(_Nest(keep, orders), shortlist_t), self.considered))
-            self.considered += count
+                                         free_levels, keys[:, rows], self.estimate.walks(_Nest(keep, orders),
+                                                                                         shortlist_t), base))
         return shortlists
 
     def _largest(self, high: np.ndarray) -> list[list[float]]:
@@ -991,32 +999,16 @@ class _Search:
 
     def _batch_candidates(self, batch: list[_Spatial], keeps: list[tuple[frozenset[str], ...]],
                           residual: tuple[int, ...]) -> list[_Candidate]:
-        """The best candidates of one batch over every keep choice. Free loop orders are searched (by
-        coordinate descent) for the keep choices whose shortlist comes within ``_DESCENT_MARGIN`` of the
-        leader under the starting orders; the others get the better of their starting orders and the
-        orders found for the leading ones."""
+        """The best candidates of one batch over the keep choices that come within ``_MARGIN`` of the
+        leader, each under its free loop orders found by coordinate descent."""
         # Keeping more never frees buffer space: enumerate once under the least every choice keeps.
         least = tuple(frozenset.intersection(*choices) for choices in zip(*keeps))
         loosest = [(k, self._temporal_columns(spatial, least, residual)) for k, spatial in enumerate(batch)]
         loosest = [(k, columns) for k, columns in loosest if columns.shape[1]]
         if not loosest:
             return []
-        shortlists = self._shortlists(batch, keeps, least, loosest)
-        if not shortlists:
-            return []
-        lead = min(sl.best for sl in shortlists)
-        leading = [all(v <= w * _DESCENT_MARGIN for v, w in zip(sl.best, lead)) for sl in shortlists]
-        chosen: dict[int, tuple[tuple[int, ...], ...]] = {}
-        for k, sl in enumerate(shortlists):
-            if leading[k]:
-                chosen[k] = self._orders(sl)
-        found = list(dict.fromkeys(chosen.values()))
-        for k, sl in enumerate(shortlists):
-            if not leading[k]:
-                trials = list(dict.fromkeys([sl.orders, *found])) if sl.free_levels else [sl.orders]
-                self._score(sl, trials)
-                chosen[k] = min(trials, key=lambda trial: self._best_key(sl, trial))
-        return [c for k, sl in enumerate(shortlists) for c in self._candidates(batch, sl, chosen[k])]
+        return [candidate for shortlist in self._shortlists(batch, keeps, least, loosest)
+                for candidate in self._candidates(batch, shortlist, self._orders(shortlist))]
 
     def _score(self, shortlist: _Shortlist, trials: Sequence[tuple[tuple[int, ...], ...]], walk: bool = True
                ) -> None:
