@@ -565,20 +565,20 @@ class _Estimator:
     def _stretched(cycles: np.ndarray, compute: _Factor, shares: list[_LevelPart], level: _Level, n: int
                    ) -> np.ndarray:
         """``cycles``, stretched where the level's reads or writes exceed its bandwidth."""
-        zero = np.zeros(n)
         # The model's (and Timeloop's) floating-point steps, so that the ceiling agrees.
-        read_rate = write_rate = zero
+        read_rate: _Factor = 0.0
+        write_rate: _Factor = 0.0
         for share in shares:
-            read_rate = read_rate + share.read_rate
-            write_rate = write_rate + share.write_rate
-        slowdown = np.ones(n)
+            read_rate = _sum(read_rate, share.read_rate)
+            write_rate = _sum(write_rate, share.write_rate)
+        slowdown: np.ndarray | None = None
         for rate, bandwidth in ((read_rate, level.read_bandwidth), (write_rate, level.write_bandwidth)):
             if bandwidth is not None:
                 short = bandwidth < rate
-                if short.any():
-                    slowdown = np.where(short, np.minimum(slowdown, bandwidth / np.where(short, rate, 1.0)),
-                                        slowdown)
-        if slowdown.min() < 1.0:
+                if np.any(short):
+                    current = np.ones(n) if slowdown is None else slowdown
+                    slowdown = np.where(short, np.minimum(current, bandwidth / np.where(short, rate, 1.0)), current)
+        if slowdown is not None:
             cycles = np.maximum(cycles, np.where(slowdown == 1.0, compute, np.ceil(compute / slowdown)))
         return cycles
 
@@ -895,9 +895,6 @@ class _Search:
         shape = self.estimate.shape(t, s)
         loosest_orders, _ = self._start_orders(self._largest(loosest_high))
         loosest_loops = self.estimate.loops(loosest_orders, t, shape.tiles)
-        # The slots that vary, one contiguous row each: a keep choice's largest and smallest factor per slot.
-        varying = np.flatnonzero(loosest_high != loosest_low)
-        varying_rows: np.ndarray | None = None
         parts: dict[tuple[str, tuple[int, ...]], dict[int, _LevelPart]] = {}
         memo: dict[tuple, tuple] = {}
         every_slot = list(range(len(self.slots)))
@@ -949,12 +946,8 @@ class _Search:
             if chosen is None:
                 high, low = loosest_high, loosest_low
             else:
-                high, low = loosest_high.copy(), loosest_low.copy()
-                if len(varying):
-                    if varying_rows is None:
-                        varying_rows = columns[varying].astype(np.int32)    # factors <= MAX_DIMENSION
-                    legal_rows = varying_rows.take(chosen, axis=1)
-                    high[varying], low[varying] = legal_rows.max(axis=1), legal_rows.min(axis=1)
+                legal_rows = columns.take(chosen, axis=1)
+                high, low = legal_rows.max(axis=1), legal_rows.min(axis=1)
             orders, free_levels = self._start_orders(self._largest(high))
             rows = _best_rows(keys, _SHORTLIST)
             picks = rows if chosen is None else chosen[rows]
