@@ -13,14 +13,16 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-from mapper_probes import mapper_estimate
+from mapper_probes import mapper_estimate, mapper_estimates_under_orders
 
 from costmodels.errors import MappingError
 from costmodels.model.analytical import evaluate
+from costmodels.model import mapper
 from costmodels.model.mapper import MAX_DIMENSION, find_mapping
-from costmodels.problems.workloads import Workload
+from costmodels.problems.workloads import DIMENSIONS, Workload
 from costmodels.timeloop.mapping_yaml import mapping_yaml, read_mapping
 from costmodels.timeloop.output import read_stats
 from costmodels.timeloop.problem_yaml import read_problem
@@ -166,3 +168,59 @@ def test_mapper_estimate_counts_as_the_model_does(design, specs):
         truth = evaluate(workload, spec, mapping)
         assert cycles == truth.cycles, name
         assert energy == pytest.approx(truth.energy_pj, rel=1e-9), name
+
+
+@pytest.mark.parametrize("design", DESIGNS)
+def test_orders_scored_together_get_their_own_estimates(design, specs):
+    """The loop-order descent scores all orders tried at a level in one pass, an order per candidate;
+    each must get exactly the estimate it gets alone, with the input walk and without. Probes:
+    Timeloop's mappings, each level's order reversed and rotated, one level and several at a time."""
+    spec = specs[design]
+    for name in sorted(RESULTS[design])[::3]:
+        workload = read_problem(DATA / "workloads" / f"{name}.yaml")
+        mapping = read_mapping(DATA / design / "runs" / name / "timeloop-mapper.map.yaml", spec)
+        base = tuple(tuple(DIMENSIONS.index(d) for d in level.temporal_order) for level in mapping.levels)
+        trials = [base, tuple(order[::-1] for order in base), tuple(order[2:] + order[:2] for order in base)]
+        trials += [base[:i] + (base[i][::-1],) + base[i + 1:] for i in range(len(base))]
+        for walk in (True, False):
+            cycles, energy = mapper_estimates_under_orders(workload, spec, mapping, trials, walk)
+            for k, orders in enumerate(trials):
+                alone = mapper_estimates_under_orders(workload, spec, mapping, [orders], walk)
+                assert (cycles[k], energy[k]) == (alone[0][0], alone[1][0]), (name, k, walk)
+
+
+@pytest.mark.parametrize("design", DESIGNS)
+def test_quick_estimate_is_the_estimate_without_the_walk(design, specs, monkeypatch):
+    """The descent starts from each shortlist's quick-estimate keys instead of scoring its starting
+    orders again: they must be exactly the estimate without the input walk under those orders."""
+    seen = []
+    descend = mapper._Search._orders
+
+    def spy(search, shortlist):
+        seen.append((search, shortlist))
+        return descend(search, shortlist)
+
+    monkeypatch.setattr(mapper._Search, "_orders", spy)
+    spec = specs[design]
+    for name in sorted(RESULTS[design])[::4]:
+        find_mapping(read_problem(DATA / "workloads" / f"{name}.yaml"), spec)
+    assert seen
+    for search, shortlist in seen:
+        cycles, energy = search.estimate(mapper._Nest(shortlist.keep, shortlist.orders), shortlist.t, shortlist.s,
+                                         len(shortlist.rows), False)
+        assert np.array_equal(np.stack(mapper._metric_values(search.metrics, cycles, energy)), shortlist.quick)
+
+
+@pytest.mark.parametrize("design", DESIGNS)
+def test_margin_cut_loses_nothing_on_reference_workloads(design, specs, monkeypatch):
+    """Keep choices whose quick estimate is not within the margin of the leader's are dropped before
+    their loop orders are searched (a heuristic cut): taking every keep choice on finds no better
+    mapping on these workloads."""
+    spec = specs[design]
+    names = sorted(RESULTS[design])[1::4]
+    cut = [find_mapping(read_problem(DATA / "workloads" / f"{name}.yaml"), spec) for name in names]
+    monkeypatch.setattr(mapper, "_MARGIN", float("inf"))
+    for name, found in zip(names, cut):
+        every = find_mapping(read_problem(DATA / "workloads" / f"{name}.yaml"), spec)
+        assert (found.evaluation.cycles, found.evaluation.energy_pj) == \
+            (every.evaluation.cycles, every.evaluation.energy_pj), name
