@@ -219,9 +219,10 @@ def _divisors(n: int) -> tuple[int, ...]:
 
 @lru_cache(maxsize=None)
 def _ordered_splits(n: int, k: int) -> np.ndarray:
-    """Every way to write ``n`` as an ordered product of ``k`` factors, shape (count, k)."""
+    """Every way to write ``n`` as an ordered product of ``k`` factors, shape (count, k). As floats,
+    which the estimate computes in (whole numbers are exact up to 2**53, far above any buffer)."""
     if k == 0:
-        return np.ones((1 if n == 1 else 0, 0), dtype=np.int64)
+        return np.ones((1 if n == 1 else 0, 0))
     rows: list[tuple[int, ...]] = []
 
     def walk(rest: int, prefix: tuple[int, ...]) -> None:
@@ -232,7 +233,7 @@ def _ordered_splits(n: int, k: int) -> np.ndarray:
             walk(rest // f, prefix + (f,))
 
     walk(n, ())
-    out = np.array(rows, dtype=np.int64).reshape(len(rows), k)
+    out = np.array(rows, dtype=np.float64).reshape(len(rows), k)
     out.flags.writeable = False
     return out
 
@@ -886,7 +887,7 @@ class _Search:
         loosest_high, loosest_low = columns.max(axis=1), columns.min(axis=1)
         t: _Table = [[float(f or 1) for f in level.temporal_fixed] for level in self.levels]
         for c, (i, d) in enumerate(self.slots):
-            t[i][d] = float(loosest_low[c]) if loosest_low[c] == loosest_high[c] else columns[c].astype(np.float64)
+            t[i][d] = float(loosest_low[c]) if loosest_low[c] == loosest_high[c] else columns[c]
         factors = [[np.array([sp.x[i][d] * sp.y[i][d] for sp in batch]) for d in range(_ND)]
                    for i in range(len(self.levels))]
         assignments = np.array([k for k, _ in loosest])
@@ -933,7 +934,7 @@ class _Search:
             if chosen is not None:
                 cycles, energy = cycles[chosen], energy[chosen]
             keys = np.stack(_metric_values(self.metrics, cycles, energy))
-            best = tuple(float(v) for v in keys[:, _best_rows(keys, 1)[0]])
+            best = _least_key(keys)
             estimated.append((keep, chosen, keys, self.considered, best))
             self.considered += n if chosen is None else len(chosen)
         if not estimated:
@@ -955,7 +956,7 @@ class _Search:
             # number, as the estimate's shortcuts expect.
             shortlist_t: _Table = [[float(f or 1) for f in level.temporal_fixed] for level in self.levels]
             for c, (i, d) in enumerate(self.slots):
-                shortlist_t[i][d] = float(low[c]) if low[c] == high[c] else columns[c, picks].astype(np.float64)
+                shortlist_t[i][d] = float(low[c]) if low[c] == high[c] else columns[c, picks]
             # The spatial assignments with a legal row (``which`` runs in blocks, one per assignment).
             present = assignments if chosen is None else np.flatnonzero(np.bincount(which[chosen]))
             shortlist_s: _Table = [[float(values[present[0]]) if (values[present] == values[present[0]]).all()
@@ -1044,7 +1045,7 @@ class _Search:
     def _temporal_columns(self, spatial: _Spatial, keep: tuple[frozenset[str], ...], residual: tuple[int, ...]
                           ) -> np.ndarray:
         """All temporal factorizations that complete ``spatial`` within every buffer: one column per
-        candidate, one row per free temporal slot (``self.slots``)."""
+        candidate, one row per free temporal slot (``self.slots``), as floats."""
         spatial_factors = [[x * y for x, y in zip(xs, ys)] for xs, ys in zip(spatial.x, spatial.y)]
         splits = []
         for d in range(_ND):
@@ -1053,7 +1054,7 @@ class _Search:
             positions = [c for c, (_, e) in enumerate(self.slots) if e == d]
             options = _ordered_splits(residual[d] // free_spatial, len(positions))
             if options.shape[0] == 0:
-                return np.zeros((len(self.slots), 0), dtype=np.int64)
+                return np.zeros((len(self.slots), 0))
             if positions:
                 splits.append((options, positions))
         # Fewest choices first keeps the partial products small while the buffers prune them.
@@ -1065,8 +1066,8 @@ class _Search:
         splits = [(options.T[:, self._fits(options.T, positions, base, keep)], positions)
                   for options, positions in splits]
         if any(options.shape[1] == 0 for options, _ in splits):
-            return np.zeros((len(self.slots), 0), dtype=np.int64)
-        columns = np.ones((0, 1), dtype=np.int64)
+            return np.zeros((len(self.slots), 0))
+        columns = np.ones((0, 1))
         placed: list[int] = []
         for step, (options, positions) in enumerate(splits):
             n, k = columns.shape[1], options.shape[1]
@@ -1079,7 +1080,7 @@ class _Search:
                 if not fits.all():
                     columns = columns[:, fits]
                 if columns.shape[1] == 0:
-                    return np.zeros((len(self.slots), 0), dtype=np.int64)
+                    return np.zeros((len(self.slots), 0))
         return columns[np.argsort(placed)]
 
     def _base(self, spatial: _Spatial) -> np.ndarray:
@@ -1201,6 +1202,17 @@ def _order_classes(moving: tuple[int, ...]) -> tuple[tuple[int, ...], ...]:
             pattern.append((frozenset(order[:first]), sliding))
         classes.setdefault(tuple(pattern), order)
     return tuple(classes.values())
+
+
+def _least_key(keys: np.ndarray) -> _Key:
+    """The smallest of the rows' keys (metrics x rows), by the metrics in order."""
+    least = []
+    tied: np.ndarray | None = None          # the rows tied on every metric so far (None: all rows)
+    for values in keys:
+        value = values.min() if tied is None else values[tied].min()
+        least.append(float(value))
+        tied = values == value if tied is None else tied & (values == value)
+    return tuple(least)
 
 
 def _best_rows(keys: np.ndarray, count: int) -> np.ndarray:
