@@ -881,7 +881,7 @@ class _Search:
         levels and the keep choices combine those parts. Loops that are 1 on every legal row of a keep
         choice count as nothing there, so the one set of starting orders (the moving loops of all rows)
         gives each keep choice's rows the counts its own starting orders give."""
-        columns = np.concatenate([columns for _, columns in loosest], axis=1)
+        columns = loosest[0][1] if len(loosest) == 1 else np.concatenate([part for _, part in loosest], axis=1)
         which = np.concatenate([np.full(columns.shape[1], k) for k, columns in loosest])
         n = columns.shape[1]
         loosest_high, loosest_low = columns.max(axis=1), columns.min(axis=1)
@@ -947,8 +947,10 @@ class _Search:
             if chosen is None:
                 high, low = loosest_high, loosest_low
             else:
-                legal_rows = columns.take(chosen, axis=1)
-                high, low = legal_rows.max(axis=1), legal_rows.min(axis=1)
+                high, low = loosest_high.copy(), loosest_low.copy()
+                for c in np.flatnonzero(loosest_high != loosest_low):   # one contiguous row per slot
+                    legal_factors = columns[c].take(chosen)
+                    high[c], low[c] = legal_factors.max(), legal_factors.min()
             orders, free_levels = self._start_orders(self._largest(high))
             rows = _best_rows(keys, _SHORTLIST)
             picks = rows if chosen is None else chosen[rows]
