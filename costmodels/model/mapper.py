@@ -898,18 +898,12 @@ class _Search:
         loosest_loops = self.estimate.loops(loosest_orders, t, shape.tiles)
         parts: dict[tuple[str, tuple[int, ...]], dict[int, _LevelPart]] = {}
         memo: dict[tuple, tuple] = {}
-        every_slot = list(range(len(self.slots)))
-        extents: dict[int, list[list[_Factor]]] = {}
-        footprints: dict[tuple[int, str], np.ndarray] = {}
+        footprints: dict[tuple[int, str], _Factor] = {}
 
-        def footprint(i: int, space: str) -> np.ndarray:
+        def footprint(i: int, space: str) -> _Factor:
             """Words of ``space`` in level ``i``'s tile, every row; the same for every keep choice."""
-            if i not in extents:
-                extents[i] = [self._extent(part, every_slot, self._base(batch[k]), i) for k, part in loosest]
             if (i, space) not in footprints:
-                footprints[(i, space)] = np.concatenate([
-                    np.broadcast_to(_footprint(space, extent, self.workload), part.shape[1])
-                    for extent, (_, part) in zip(extents[i], loosest)])
+                footprints[(i, space)] = _footprint(space, shape.tiles[i], self.workload)
             return footprints[(i, space)]
 
         # Every keep choice with a legal row, estimated: (keep, its legal rows or None for all, their
@@ -920,7 +914,7 @@ class _Search:
             legal = np.ones(n, dtype=bool)
             for i, level in enumerate(self.levels):
                 if level.size is not None and keep[i] != least[i]:
-                    legal &= sum(footprint(i, space) for space in sorted(keep[i])) <= level.size
+                    legal &= np.asarray(sum(footprint(i, space) for space in sorted(keep[i])) <= level.size)
             if not legal.any():
                 continue
             chosen = None if legal.all() else np.flatnonzero(legal)
