@@ -557,14 +557,13 @@ class _Estimator:
             for share in shares:
                 energy = energy + share.energy
             if level.read_bandwidth is not None or level.write_bandwidth is not None:
-                cycles = self._stretched(cycles, compute, shares, level, n)
+                cycles = self._stretched(cycles, compute, shares, level)
             if memo is not None:
                 memo[summed] = (cycles, energy)
         return cycles, energy
 
     @staticmethod
-    def _stretched(cycles: np.ndarray, compute: _Factor, shares: list[_LevelPart], level: _Level, n: int
-                   ) -> np.ndarray:
+    def _stretched(cycles: np.ndarray, compute: _Factor, shares: list[_LevelPart], level: _Level) -> np.ndarray:
         """``cycles``, stretched where the level's reads or writes exceed its bandwidth."""
         # The model's (and Timeloop's) floating-point steps, so that the ceiling agrees.
         read_rate: _Factor = 0.0
@@ -574,13 +573,13 @@ class _Estimator:
             write_rate = _sum(write_rate, share.write_rate)
         slowdown: np.ndarray | None = None
         for rate, bandwidth in ((read_rate, level.read_bandwidth), (write_rate, level.write_bandwidth)):
-            if bandwidth is not None:
-                short = bandwidth < rate
-                if np.any(short):
-                    current = np.ones(n) if slowdown is None else slowdown
-                    slowdown = np.where(short, np.minimum(current, bandwidth / np.where(short, rate, 1.0)), current)
+            if bandwidth is not None and np.any(bandwidth < rate):
+                # bandwidth / rate where the rate exceeds it, else exactly 1
+                ratio = bandwidth / np.maximum(rate, bandwidth)
+                slowdown = ratio if slowdown is None else np.minimum(slowdown, ratio)
         if slowdown is not None:
-            cycles = np.maximum(cycles, np.where(slowdown == 1.0, compute, np.ceil(compute / slowdown)))
+            # Where nothing is short, compute / 1 is compute, a whole number: its ceiling changes nothing.
+            cycles = np.maximum(cycles, np.ceil(compute / slowdown))
         return cycles
 
     def _groups(self, space: str, spatial: list[_Factor], below: list[_Factor]) -> _Factor:
