@@ -14,17 +14,18 @@ sampling it, the search enumerates it in an order that lets most of it go unscor
 3. Every survivor gets a fast access-count estimate (the reuse analysis of a Timeloop-style model,
    vectorized over thousands of candidates), every keep/bypass choice at once: a data space's counts
    depend only on the levels that keep it, so each data space is counted once per set of keeping
-   levels and the keep choices add up those parts. The estimate only ranks; per keep choice the best
-   (``_SHORTLIST``) get the full estimate, and the few best of all are priced by the real model
-   (`model.evaluate`), which alone decides the answer.
+   levels and the keep choices add up those parts. The estimate only ranks. The keep choices whose best
+   candidate comes within ``_MARGIN`` of the leader's go on, each with its best (``_SHORTLIST``)
+   candidates; the others are dropped.
+4. Loop orders fixed by constraints are used as given. Where a level's order is free, it is chosen per
+   level by coordinate descent on the shortlist's estimate without the input walk, over one order per
+   distinct reuse pattern (orders that differ only in unit loops, or in loops that reuse the same
+   tiles, are one), all orders tried at a level scored in one pass.
+5. Under the orders found, the shortlists get the full estimate, and the few best of all are priced by
+   the real model (`model.evaluate`), which alone decides the answer.
 
-Loop orders fixed by constraints are used as given. Where a level's order is free, it is chosen per
-level by coordinate descent on the estimate without the input walk, over one order per distinct reuse
-pattern (orders that differ only in unit loops, or in loops that reuse the same tiles, are one), for
-the keep choices that come close to the leader under the starting orders; the other keep choices take
-the better of their starting orders and those found. The shortlist's size, the margin and the descent
-without the walk are heuristic cuts (see docs/assumptions.md): on the reference workloads they lose
-nothing.
+The shortlist's size, the margin and the descent without the walk are heuristic cuts (see
+docs/assumptions.md): on the reference workloads and the zoo's candidate LUTs they lose nothing.
 """
 
 from __future__ import annotations
@@ -63,7 +64,7 @@ _PADDABLE = (_C, _M, _P, _Q)   # zero channels or discarded output pixels; R/S/N
 # How many of the best-estimated candidates the real model prices. The estimate reproduces the model's
 # counts, so the first is normally the answer; the others guard against any disagreement.
 _PRICED = 4
-# Partial temporal factorizations are checked against the buffers once they exceed this many rows.
+# Partial temporal factorizations are checked against the buffers once they exceed this many candidates.
 _CHECK_ROWS = 4096
 # The best candidates of each keep choice by the quick estimate that get the full estimate (and on which
 # free loop orders are chosen). A heuristic cut: on every reference workload, 512 finds mappings of
@@ -732,13 +733,23 @@ class _Estimator:
                     else:
                         partner, step, partner_step = self.partner[d], self.steps[d], self.steps[self.partner[d]]
                     own, other = _pick(tiles[level], d), _pick(tiles[level], partner)
+                    # Only the candidates whose innermost relevant loop this is: each has one such loop.
+                    rows = np.flatnonzero(innermost) if isinstance(innermost, np.ndarray) else None
+                    own, other, step, partner_step, tile, reused, bound_here = (
+                        f[rows] if rows is not None and np.ndim(f) else f
+                        for f in (own, other, step, partner_step, tile, reuse, bound))
                     extent = (own - 1) * step + (other - 1) * partner_step + 1
-                    shift = tile / bound * step
+                    shift = tile / bound_here * step
                     fraction = np.minimum(shift, extent) / extent
                     # A tile that stayed in place before this slide has a zero translation on record;
                     # Timeloop then discards the overlap (see analytical._input_fetches).
-                    fraction = np.where(reuse > 1, 1.0, fraction)
-                    slide = np.where(innermost, (1 + (bound - 1) * fraction) / bound, slide)
+                    fraction = np.where(reused > 1, 1.0, fraction)
+                    share = (1 + (bound_here - 1) * fraction) / bound_here
+                    if rows is None:
+                        slide = share
+                    else:
+                        slide = np.ones(innermost.shape) if np.ndim(slide) == 0 else slide.copy()
+                        slide[rows] = share
                 searching = searching & (bound == 1)
                 if isinstance(searching, np.ndarray) and not searching.any():
                     searching = False
