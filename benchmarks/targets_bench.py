@@ -11,7 +11,7 @@ of tests/data/timeloop_designs:
 3. Speed: mapper time per workload, one core (target: median <= 50 ms), and a cold ResNet-18
    candidate LUT build (133 unique workloads) on all cores (target: <= 10 s). Each workload is mapped
    ``REPEATS`` times and its best time counts, as with timeit: on a shared machine the others measure
-   the neighbours as much as the mapper (this machine's speed drifts by up to 2x within minutes). The
+   the neighbours as much as the mapper (this machine's speed drifts by up to 1.5x within minutes). The
    first run's time and the CPU time of the best run are printed beside it.
 
 Usage: python benchmarks/targets_bench.py [TARGET ...] [--no-lut]
