@@ -424,6 +424,10 @@ class _Estimator:
         # The same as lookup tables over all dimensions (step 0: the dimension does not slide inputs).
         self.step_of = np.array([self.steps.get(d, 0) for d in range(_ND)], dtype=np.float64)
         self.partner_of = np.array([self.partner.get(d, d) for d in range(_ND)])
+        # For the input walk, per dimension: the coordinate of the tile its loop moves (0: N, 1: C,
+        # 2: width, 3: height; M moves none: -1) and the tile's step per step of the loop.
+        self.walk_axis = np.array([{_N: 0, _C: 1, _P: 2, _R: 2, _Q: 3, _S: 3}.get(d, -1) for d in range(_ND)])
+        self.walk_scale = np.array([{_N: 1, _C: 1, **self.steps}.get(d, 0) for d in range(_ND)], dtype=np.float64)
 
     def __call__(self, nest: _Nest, t: _Table, s: _Table, n: int, walk: bool = True
                  ) -> tuple[np.ndarray, np.ndarray]:
@@ -493,14 +497,12 @@ class _Estimator:
             visits: _Factor = 1.0
             if k != keepers[-1]:
                 refetched = ("refetches", space, k)
-                if memo is None or refetched not in memo:
+                counted = memo.get(refetched) if memo is not None else None
+                if counted is None:
                     counted = self._refetches(space, k, loops, tiles, shape.above)
-                    if memo is None:
-                        changes, visits, sliding = counted
-                    else:
+                    if memo is not None:
                         memo[refetched] = counted
-                if memo is not None:
-                    changes, visits, sliding = memo[refetched]
+                changes, visits, sliding = counted
                 if space != "Inputs":
                     fetched = words * changes
                 elif walk and self._slides_twice(k, t):
@@ -637,14 +639,9 @@ class _Estimator:
         extent = tiles[level]
         width = (extent[_P] - 1) * ws + (extent[_R] - 1) * wd + 1
         height = (extent[_Q] - 1) * hs + (extent[_S] - 1) * hd + 1
-        # The coordinate of the tile each loop moves (0: N, 1: C, 2: width, 3: height); M moves none,
-        # but advancing it still moves the tile back by the steps of the inner loops that wrap.
-        axis_of = {_N: 0, _C: 1, _P: 2, _R: 2, _Q: 3, _S: 3, _M: None}
-        scale = {_N: 1, _C: 1, _P: ws, _R: wd, _Q: hs, _S: hd, _M: 0}
+        # Each loop moves the tile along one coordinate (self.walk_axis); M moves none, but advancing it
+        # still moves the tile back by the steps of the inner loops that wrap.
         loops = [loop for j in range(level + 1, len(self.levels)) for loop in table[j]]
-        if any(isinstance(d, np.ndarray) for d, _, _ in loops):     # lookup tables for dimensions per candidate
-            scale_of = np.array([scale[e] for e in range(_ND)], dtype=np.float64)
-            axes_of = np.array([-1 if axis_of[e] is None else axis_of[e] for e in range(_ND)])
         count = len(loops) + 1
         # All loops at once, one row each (innermost first): bound, and the step of the tile along
         # its coordinate. Steps are whole numbers, so the sums below are exact in any order.
@@ -653,12 +650,12 @@ class _Estimator:
         for m, (d, bound, tile) in enumerate(loops):
             bounds[m] = bound
             if isinstance(d, np.ndarray):
-                step = tile / bounds[m] * scale_of[d]
-                axes = axes_of[d]
+                step = tile / bounds[m] * self.walk_scale[d]
+                axes = self.walk_axis[d]
                 for axis in range(4):
                     own[m, axis] = np.where(axes == axis, step, 0.0)
-            elif axis_of[d] is not None:
-                own[m, axis_of[d]] = tile / bound * scale[d]
+            elif self.walk_axis[d] >= 0:
+                own[m, self.walk_axis[d]] = tile / bound * self.walk_scale[d]
         present = bounds > 1
         # A loop's move is its step minus the steps of every inner loop that wraps (the steps so far).
         wraps = np.zeros_like(own)
@@ -884,7 +881,8 @@ class _Search:
         """Per keep choice, the legal candidates of spatial assignments with equal compute cycles (from
         those legal when levels keep only what they must, ``loosest``), cut to the best by the estimate
         with the closed-form sliding-window count (exact unless two loops above a tile move inputs along
-        one axis) under the keep choice's starting loop orders.
+        one axis) under the keep choice's starting loop orders; only for the keep choices whose best
+        comes within ``_MARGIN`` of the leader's.
 
         Every keep choice is estimated on all of ``loosest`` at once: a data space's counts depend only
         on the levels that keep it, so each data space is counted once per distinct set of keeping
