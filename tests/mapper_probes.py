@@ -8,15 +8,9 @@ from costmodels.model.mapper import _Nest, _Search
 from costmodels.problems.workloads import DIMENSIONS
 
 
-def mapper_estimate(workload, spec, mapping) -> tuple[float, float]:
-    """(cycles, energy in pJ) the mapper's estimate gives ``mapping``, with the spec's own metrics."""
-    levels = mapping.levels
-    nest = _Nest(tuple(level.keep for level in levels),
-                 tuple(tuple(DIMENSIONS.index(d) for d in level.temporal_order) for level in levels))
-    temporal = [[float(f) for f in level.temporal] for level in levels]
-    spatial = [[float(x * y) for x, y in zip(level.spatial_x, level.spatial_y)] for level in levels]
-    cycles, energy = _Search(workload, spec, spec.metrics).estimate(nest, temporal, spatial, 1)
-    return cycles[0], energy[0]
+def mapping_orders(mapping) -> tuple[tuple[int, ...], ...]:
+    """Each level's temporal loop order as dimension indices, innermost first."""
+    return tuple(tuple(DIMENSIONS.index(d) for d in level.temporal_order) for level in mapping.levels)
 
 
 def mapper_estimates_under_orders(workload, spec, mapping, orders: list, walk: bool) -> tuple:
@@ -31,3 +25,8 @@ def mapper_estimates_under_orders(workload, spec, mapping, orders: list, walk: b
     spatial = [[float(x * y) for x, y in zip(level.spatial_x, level.spatial_y)] for level in levels]
     return _Search(workload, spec, spec.metrics).estimate(nest, temporal, spatial, len(orders), walk)
 
+
+def mapper_estimate(workload, spec, mapping) -> tuple[float, float]:
+    """(cycles, energy in pJ) the mapper's full estimate gives ``mapping``, with the spec's own metrics."""
+    cycles, energy = mapper_estimates_under_orders(workload, spec, mapping, [mapping_orders(mapping)], walk=True)
+    return cycles[0], energy[0]

@@ -16,13 +16,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mapper_probes import mapper_estimate, mapper_estimates_under_orders
+from mapper_probes import mapper_estimate, mapper_estimates_under_orders, mapping_orders
 
 from costmodels.errors import MappingError
 from costmodels.model.analytical import evaluate
 from costmodels.model import mapper
 from costmodels.model.mapper import MAX_DIMENSION, find_mapping
-from costmodels.problems.workloads import DIMENSIONS, Workload
+from costmodels.problems.workloads import Workload
 from costmodels.timeloop.mapping_yaml import mapping_yaml, read_mapping
 from costmodels.timeloop.output import read_stats
 from costmodels.timeloop.problem_yaml import read_problem
@@ -179,7 +179,7 @@ def test_orders_scored_together_get_their_own_estimates(design, specs):
     for name in sorted(RESULTS[design])[::3]:
         workload = read_problem(DATA / "workloads" / f"{name}.yaml")
         mapping = read_mapping(DATA / design / "runs" / name / "timeloop-mapper.map.yaml", spec)
-        base = tuple(tuple(DIMENSIONS.index(d) for d in level.temporal_order) for level in mapping.levels)
+        base = mapping_orders(mapping)
         trials = [base, tuple(order[::-1] for order in base), tuple(order[2:] + order[:2] for order in base)]
         trials += [base[:i] + (base[i][::-1],) + base[i + 1:] for i in range(len(base))]
         for walk in (True, False):

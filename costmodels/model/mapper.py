@@ -942,6 +942,7 @@ class _Search:
         if not estimated:
             return []
         lead = min(best for *_, best in estimated)
+        varying = np.flatnonzero(loosest_high != loosest_low)     # slots whose factor differs between rows
         shortlists = []
         for keep, chosen, keys, base, best in estimated:
             if not all(v <= w * _MARGIN for v, w in zip(best, lead)):
@@ -950,7 +951,7 @@ class _Search:
                 high, low = loosest_high, loosest_low
             else:
                 high, low = loosest_high.copy(), loosest_low.copy()
-                for c in np.flatnonzero(loosest_high != loosest_low):   # one contiguous row per slot
+                for c in varying:       # one contiguous row per slot
                     legal_factors = columns[c].take(chosen)
                     high[c], low[c] = legal_factors.max(), legal_factors.min()
             orders, free_levels = self._start_orders(self._largest(high))
