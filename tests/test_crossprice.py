@@ -64,6 +64,18 @@ def test_crossprice_table_marks_each_columns_best_and_over_budget(tmp_path, caps
                  "--label", "s"]) == 2
 
 
+def test_read_choice_takes_the_ranks_json_search_writes(tmp_path):
+    path = tmp_path / "ranks.json"
+    path.write_text(json.dumps({"a": [8, 16], "b": None}))
+    assert read_choice(path).ranks == {"a": (8, 16), "b": None} and read_choice(path).accuracy is None
+    path.write_text(json.dumps({"a": [8]}))
+    with pytest.raises(CostModelError, match=r"ranks.json: field 'a': \[8\] is not \[r1, r2\]"):
+        read_choice(path)
+    path.write_text("[1, 2]")
+    with pytest.raises(CostModelError, match="ranks.json: not a JSON object"):
+        read_choice(path)
+
+
 def test_read_choice_takes_the_reported_accuracy(tmp_path):
     path = tmp_path / "report.json"
     path.write_text(json.dumps({"ranks": {"a": None}, "accuracy": {"after_finetune": 0.5}}))

@@ -73,7 +73,7 @@ def add_crossprice_parser(sub: Any) -> None:
     p.add_argument("--lut", type=Path, nargs="+", required=True, help="one LUT per target")
     p.add_argument("--target", nargs="+", required=True, help="a name for each --lut, in order")
     p.add_argument("--choice", type=Path, nargs="+", required=True,
-                   help="JSON files with a 'ranks' object (report.json of `costmodel search`)")
+                   help="JSON files of ranks per layer: ranks.json or report.json of `costmodel search`")
     p.add_argument("--label", nargs="+", required=True, help="a name for each --choice, in order")
     p.add_argument("--budget", type=fraction, help="mark choices above this share of a target's original latency")
     p.add_argument("--out", type=Path, help="also write the table here (Markdown)")

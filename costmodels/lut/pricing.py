@@ -59,12 +59,17 @@ class RankChoice:
 
 
 def read_choice(path: str | Path) -> RankChoice:
-    """The ``ranks`` object of a JSON file ({layer: [r1, r2] or null}) and ``accuracy.after_finetune`` where
-    present, as `costmodel search` writes them in ``report.json``."""
+    """Ranks per layer ({layer: [r1, r2] or null}) and ``accuracy.after_finetune`` where present, from a
+    JSON file as `costmodel search` writes them: ``report.json`` (its ``ranks`` object) or ``ranks.json``
+    (the object itself)."""
     document: Any = parse_json(read_user_text(path), str(path))
-    ranks = document.get("ranks") if isinstance(document, dict) else None
+    if not isinstance(document, dict):
+        raise CostModelError(f"{path}: not a JSON object; expected {{layer: [r1, r2] or null}} or a report.json "
+                             f"with such a 'ranks' object")
+    ranks, field = (document.get("ranks"), "ranks.") if "ranks" in document else (document, "")
     if not isinstance(ranks, dict):
-        raise CostModelError(f"{path}: field 'ranks': missing; expected {{layer: [r1, r2] or null}}")
+        raise CostModelError(f"{path}: field 'ranks': {str(ranks)[:40]} is not an object; expected "
+                             f"{{layer: [r1, r2] or null}}")
     parsed: Ranks = {}
     for layer, value in ranks.items():
         if value is None:
@@ -73,9 +78,9 @@ def read_choice(path: str | Path) -> RankChoice:
                                                                    and v > 0 for v in value)):
             parsed[layer] = (value[0], value[1])
         else:
-            raise CostModelError(f"{path}: field 'ranks.{layer}': {str(value)[:40]!s} is not [r1, r2] (positive "
+            raise CostModelError(f"{path}: field '{field}{layer}': {str(value)[:40]!s} is not [r1, r2] (positive "
                                  f"integers) or null")
-    accuracy = document.get("accuracy")
+    accuracy = document.get("accuracy") if field else None
     after = accuracy.get("after_finetune") if isinstance(accuracy, dict) else None
     if after is not None and (not isinstance(after, (int, float)) or isinstance(after, bool) or not 0 <= after <= 1):
         raise CostModelError(f"{path}: field 'accuracy.after_finetune': {str(after)[:40]} is not a number in [0, 1]")
